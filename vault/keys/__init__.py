@@ -1,1 +1,1 @@
-"""keys layer."""
+"""Key providers (master keys) and the subject-key / data-key hierarchy."""

@@ -1,0 +1,136 @@
+"""Envelope encryption: AES-256-GCM for values and for wrapping keys.
+
+Every ciphertext is ``version byte || 96-bit nonce || ciphertext+tag``. The
+version byte is also part of the associated data, so a ciphertext cannot be
+re-labelled as another format. The associated data binds a value to
+``(subject_id, field, dek_id, part)``: copied to another row, field, subject or
+part (value vs. view), it fails authentication instead of decrypting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY_BYTES: Final = 32
+NONCE_BYTES: Final = 12
+FORMAT_V1: Final = 1
+_HEADER: Final = 1 + NONCE_BYTES
+
+RandomSource = Callable[[int], bytes]
+"""Returns n cryptographically secure random bytes (``os.urandom`` by default)."""
+
+
+class InvalidCiphertextError(Exception):
+    """A ciphertext or wrapped key failed authentication or has an unknown format.
+
+    Deliberately carries no detail: the caller decides how to report it.
+    """
+
+
+def encode_context(label: bytes, *parts: str) -> bytes:
+    """Length-prefix each part so that no two different tuples encode alike."""
+    out = bytearray(label)
+    for part in parts:
+        raw = part.encode()
+        out += len(raw).to_bytes(4, "big")
+        out += raw
+    return bytes(out)
+
+
+def new_key(rng: RandomSource = os.urandom) -> bytes:
+    """A fresh AES-256 key."""
+    return rng(KEY_BYTES)
+
+
+def seal(aead: AESGCM, plaintext: bytes, aad: bytes, rng: RandomSource = os.urandom) -> bytes:
+    """Encrypt under a fresh random nonce; ``aad`` must already end with the version."""
+    nonce = rng(NONCE_BYTES)
+    return bytes((FORMAT_V1,)) + nonce + aead.encrypt(nonce, plaintext, aad)
+
+
+def open_sealed(aead: AESGCM, blob: bytes, aad: bytes) -> bytes:
+    """Decrypt what ``seal`` made; any tampering raises ``InvalidCiphertextError``."""
+    if len(blob) < _HEADER + 16 or blob[0] != FORMAT_V1:
+        raise InvalidCiphertextError
+    try:
+        return aead.decrypt(blob[1:_HEADER], blob[_HEADER:], aad)
+    except InvalidTag:
+        raise InvalidCiphertextError from None
+
+
+_VERSION_SUFFIX: Final = bytes((FORMAT_V1,))
+VALUE_PART: Final = "value"
+VIEW_PART: Final = "view"
+
+
+def data_key_aad(subject_id: str, field: str, dek_id: str) -> bytes:
+    """Associated data under which a subject key wraps a field's data key."""
+    return encode_context(b"pii-vault/data-key", subject_id, field, dek_id) + _VERSION_SUFFIX
+
+
+def subject_key_context(subject_id: str, key_id: str) -> bytes:
+    """Context under which the master key wraps a subject key."""
+    return encode_context(b"pii-vault/subject-key", subject_id, key_id) + _VERSION_SUFFIX
+
+
+class FieldCipher:
+    """AES-256-GCM under one field's data key, bound to where the value lives.
+
+    The associated data for both parts is computed once, so the warm path of
+    a read is one cache lookup and one ``AESGCM.decrypt``.
+    """
+
+    __slots__ = ("_aad_value", "_aad_view", "_aead", "_rng")
+
+    def __init__(
+        self,
+        key: bytes,
+        subject_id: str,
+        field: str,
+        dek_id: str,
+        rng: RandomSource = os.urandom,
+    ) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError("a data key is 32 bytes")
+        self._aead = AESGCM(key)
+        self._aad_value = (
+            encode_context(b"pii-vault/value", subject_id, field, dek_id, VALUE_PART)
+            + _VERSION_SUFFIX
+        )
+        self._aad_view = (
+            encode_context(b"pii-vault/value", subject_id, field, dek_id, VIEW_PART)
+            + _VERSION_SUFFIX
+        )
+        self._rng = rng
+
+    def seal_value(self, plaintext: bytes) -> bytes:
+        return seal(self._aead, plaintext, self._aad_value, self._rng)
+
+    def seal_view(self, plaintext: bytes) -> bytes:
+        return seal(self._aead, plaintext, self._aad_view, self._rng)
+
+    def open_value(self, blob: bytes) -> bytes:
+        return open_sealed(self._aead, blob, self._aad_value)
+
+    def open_view(self, blob: bytes) -> bytes:
+        return open_sealed(self._aead, blob, self._aad_view)
+
+
+def wrap_data_key(
+    subject_key: AESGCM, dek: bytes, aad: bytes, rng: RandomSource = os.urandom
+) -> bytes:
+    """Wrap a data key under its subject key."""
+    return seal(subject_key, dek, aad, rng)
+
+
+def unwrap_data_key(subject_key: AESGCM, wrapped: bytes, aad: bytes) -> bytes:
+    """Unwrap a data key; a wrong subject, field or id raises ``InvalidCiphertextError``."""
+    key = open_sealed(subject_key, wrapped, aad)
+    if len(key) != KEY_BYTES:
+        raise InvalidCiphertextError
+    return key

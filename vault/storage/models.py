@@ -1,0 +1,150 @@
+"""ORM models. Rows never leave the storage layer: repositories convert them.
+
+Two groups of tables: *key tables* (wrapped subject, data and index keys)
+and *data tables* (ciphertexts, blind indexes, tombstones, audit). The key
+tables can live in a database of their own (``--key-database-url``), so that
+a deleted key row does not linger in the same pages, WAL and backups as the
+ciphertext it opens. Both groups are created by the same migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SUBJECT_ID_MAX = 128
+FIELD_NAME_MAX = 128
+ID_LEN = 32
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# -- key tables ---------------------------------------------------------------
+class SubjectKeyRow(Base):
+    __tablename__ = "subject_keys"
+
+    key_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), unique=True)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    kek_version: Mapped[int] = mapped_column(Integer, index=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DataKeyRow(Base):
+    __tablename__ = "data_keys"
+
+    dek_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), index=True)
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX))
+    subject_key_id: Mapped[str] = mapped_column(String(ID_LEN))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IndexKeyRow(Base):
+    """One blind-index key per field type, wrapped by the master key."""
+
+    __tablename__ = "index_keys"
+
+    field_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LEN))
+    kek_id: Mapped[str] = mapped_column(String(64))
+    kek_version: Mapped[int] = mapped_column(Integer)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- data tables --------------------------------------------------------------
+class SubjectRow(Base):
+    """A subject's state; a shredded subject stays as a tombstone."""
+
+    __tablename__ = "subjects"
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FieldRow(Base):
+    __tablename__ = "fields"
+
+    subject_id: Mapped[str] = mapped_column(
+        String(SUBJECT_ID_MAX), ForeignKey("subjects.subject_id"), primary_key=True
+    )
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX), primary_key=True)
+    field_type: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    dek_id: Mapped[str] = mapped_column(String(ID_LEN))
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    value_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    view_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BlindIndexRow(Base):
+    __tablename__ = "blind_index"
+    __table_args__ = (Index("ix_blind_index_digest", "field_type", "digest"),)
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX), primary_key=True)
+    field_type: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(16))
+
+
+class IdempotencyRow(Base):
+    """Remembers a PutField by idempotency key: a keyed MAC of its content only."""
+
+    __tablename__ = "idempotency_keys"
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX))
+    request_mac: Mapped[bytes] = mapped_column(LargeBinary(32))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEventRow(Base):
+    """An audit event: who did what to which field, never a value."""
+
+    __tablename__ = "audit_events"
+
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    caller: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), index=True)
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX))
+    view: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+KEY_TABLES = ("subject_keys", "data_keys", "index_keys")
+DATA_TABLES = ("subjects", "fields", "blind_index", "idempotency_keys", "audit_events")

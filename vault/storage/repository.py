@@ -1,0 +1,359 @@
+"""Repository functions: SQL in, plain records out.
+
+Each function takes the connection of the store it touches (``tx.data`` or
+``tx.keys``) so that the unit of work stays in the caller's hands. The hot
+read path uses SQLAlchemy Core statements built once at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+from sqlalchemy import Connection, Table, delete, insert, select, update
+
+from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
+from vault.keys.provider import WrappedKey
+from vault.storage.models import (
+    AuditEventRow,
+    BlindIndexRow,
+    DataKeyRow,
+    FieldRow,
+    IdempotencyRow,
+    IndexKeyRow,
+    SubjectKeyRow,
+    SubjectRow,
+)
+
+ACTIVE = "active"
+SHREDDED = "shredded"
+
+_fields = cast(Table, FieldRow.__table__)
+_subjects = cast(Table, SubjectRow.__table__)
+_subject_keys = cast(Table, SubjectKeyRow.__table__)
+_data_keys = cast(Table, DataKeyRow.__table__)
+_index = cast(Table, BlindIndexRow.__table__)
+_idem = cast(Table, IdempotencyRow.__table__)
+_index_keys = cast(Table, IndexKeyRow.__table__)
+_audit = cast(Table, AuditEventRow.__table__)
+
+
+@dataclass(frozen=True)
+class StoredField:
+    subject_id: str
+    field: str
+    field_type: str
+    version: int
+    dek_id: str
+    value_ct: bytes
+    view_ct: bytes
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    field: str
+    request_mac: bytes
+    version: int
+
+
+@dataclass(frozen=True)
+class IndexKeyMaterial:
+    field_type: str
+    key_id: str
+    wrapped: WrappedKey
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    time: datetime
+    caller: str
+    action: str
+    subject_id: str = ""
+    field: str = ""
+    view: str = ""
+    purpose: str = ""
+    outcome: str = "ok"
+    status_code: str = "OK"
+    detail: str = ""
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time the vault stores is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# -- subjects -------------------------------------------------------------------
+
+
+def subject_state(conn: Connection, subject_id: str) -> str | None:
+    return conn.execute(
+        select(_subjects.c.state).where(_subjects.c.subject_id == subject_id)
+    ).scalar_one_or_none()
+
+
+def insert_subject(conn: Connection, subject_id: str, now: datetime) -> None:
+    conn.execute(
+        insert(_subjects).values(
+            subject_id=subject_id, state=ACTIVE, created_at=now, updated_at=now
+        )
+    )
+
+
+def touch_subject(conn: Connection, subject_id: str, now: datetime) -> None:
+    conn.execute(
+        update(_subjects).where(_subjects.c.subject_id == subject_id).values(updated_at=now)
+    )
+
+
+# -- subject keys ----------------------------------------------------------------
+def _subject_key(row: object) -> SubjectKeyMaterial:
+    r = row._mapping  # type: ignore[attr-defined]
+    return SubjectKeyMaterial(
+        r["key_id"], r["subject_id"], WrappedKey(r["kek_id"], r["kek_version"], r["wrapped"])
+    )
+
+
+def subject_key_for(conn: Connection, subject_id: str) -> SubjectKeyMaterial | None:
+    row = conn.execute(
+        select(_subject_keys).where(_subject_keys.c.subject_id == subject_id)
+    ).first()
+    return None if row is None else _subject_key(row)
+
+
+def subject_key_by_id(conn: Connection, key_id: str) -> SubjectKeyMaterial | None:
+    row = conn.execute(select(_subject_keys).where(_subject_keys.c.key_id == key_id)).first()
+    return None if row is None else _subject_key(row)
+
+
+def insert_subject_key(conn: Connection, material: SubjectKeyMaterial, now: datetime) -> None:
+    conn.execute(
+        insert(_subject_keys).values(
+            key_id=material.key_id,
+            subject_id=material.subject_id,
+            kek_id=material.wrapped.kek_id,
+            kek_version=material.wrapped.kek_version,
+            wrapped=material.wrapped.ciphertext,
+            created_at=now,
+        )
+    )
+
+
+# -- data keys ---------------------------------------------------------------------
+def data_key(conn: Connection, dek_id: str) -> DataKeyMaterial | None:
+    row = conn.execute(select(_data_keys).where(_data_keys.c.dek_id == dek_id)).first()
+    if row is None:
+        return None
+    r = row._mapping
+    return DataKeyMaterial(
+        r["dek_id"], r["subject_id"], r["field"], r["subject_key_id"], r["wrapped"]
+    )
+
+
+def insert_data_key(conn: Connection, material: DataKeyMaterial, now: datetime) -> None:
+    conn.execute(
+        insert(_data_keys).values(
+            dek_id=material.dek_id,
+            subject_id=material.subject_id,
+            field=material.field,
+            subject_key_id=material.subject_key_id,
+            wrapped=material.wrapped,
+            created_at=now,
+        )
+    )
+
+
+def delete_data_key(conn: Connection, dek_id: str) -> None:
+    conn.execute(delete(_data_keys).where(_data_keys.c.dek_id == dek_id))
+
+
+# -- fields ----------------------------------------------------------------------------
+_FIELD_COLUMNS = (
+    _fields.c.subject_id,
+    _fields.c.field,
+    _fields.c.field_type,
+    _fields.c.version,
+    _fields.c.dek_id,
+    _fields.c.value_ct,
+    _fields.c.view_ct,
+    _fields.c.updated_at,
+)
+
+
+def _stored(row: tuple[str, str, str, int, str, bytes, bytes, datetime]) -> StoredField:
+    return StoredField(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _aware(row[7]))
+
+
+def get_field(conn: Connection, subject_id: str, field: str) -> StoredField | None:
+    row = conn.execute(
+        select(*_FIELD_COLUMNS).where(_fields.c.subject_id == subject_id, _fields.c.field == field)
+    ).first()
+    return None if row is None else _stored(row.tuple())
+
+
+def list_fields(conn: Connection, subject_id: str) -> list[StoredField]:
+    rows = conn.execute(
+        select(*_FIELD_COLUMNS).where(_fields.c.subject_id == subject_id).order_by(_fields.c.field)
+    )
+    return [_stored(row.tuple()) for row in rows]
+
+
+def field_by_token(conn: Connection, digest: bytes) -> StoredField | None:
+    row = conn.execute(select(*_FIELD_COLUMNS).where(_fields.c.token_digest == digest)).first()
+    return None if row is None else _stored(row.tuple())
+
+
+def insert_field(
+    conn: Connection, stored: StoredField, token_digest: bytes, created_at: datetime
+) -> None:
+    conn.execute(
+        insert(_fields).values(
+            subject_id=stored.subject_id,
+            field=stored.field,
+            field_type=stored.field_type,
+            version=stored.version,
+            dek_id=stored.dek_id,
+            token_digest=token_digest,
+            value_ct=stored.value_ct,
+            view_ct=stored.view_ct,
+            created_at=created_at,
+            updated_at=stored.updated_at,
+        )
+    )
+
+
+def replace_field(conn: Connection, stored: StoredField, token_digest: bytes) -> None:
+    conn.execute(
+        update(_fields)
+        .where(_fields.c.subject_id == stored.subject_id, _fields.c.field == stored.field)
+        .values(
+            field_type=stored.field_type,
+            version=stored.version,
+            dek_id=stored.dek_id,
+            token_digest=token_digest,
+            value_ct=stored.value_ct,
+            view_ct=stored.view_ct,
+            updated_at=stored.updated_at,
+        )
+    )
+
+
+def delete_field(conn: Connection, subject_id: str, field: str) -> None:
+    conn.execute(
+        delete(_fields).where(_fields.c.subject_id == subject_id, _fields.c.field == field)
+    )
+    conn.execute(delete(_index).where(_index.c.subject_id == subject_id, _index.c.field == field))
+
+
+# -- blind index --------------------------------------------------------------------------
+def put_index(
+    conn: Connection, subject_id: str, field: str, field_type: str, digest: bytes | None
+) -> None:
+    conn.execute(delete(_index).where(_index.c.subject_id == subject_id, _index.c.field == field))
+    if digest is not None:
+        conn.execute(
+            insert(_index).values(
+                subject_id=subject_id, field=field, field_type=field_type, digest=digest
+            )
+        )
+
+
+def find_subjects(conn: Connection, field_type: str, digest: bytes) -> list[str]:
+    rows = conn.execute(
+        select(_index.c.subject_id)
+        .where(_index.c.field_type == field_type, _index.c.digest == digest)
+        .distinct()
+        .order_by(_index.c.subject_id)
+    )
+    return [row[0] for row in rows]
+
+
+# -- idempotency -----------------------------------------------------------------------------
+def idempotency_record(conn: Connection, subject_id: str, key: str) -> IdempotencyRecord | None:
+    row = conn.execute(
+        select(_idem.c.field, _idem.c.request_mac, _idem.c.version).where(
+            _idem.c.subject_id == subject_id, _idem.c.idempotency_key == key
+        )
+    ).first()
+    return None if row is None else IdempotencyRecord(row[0], row[1], row[2])
+
+
+def remember_idempotency(
+    conn: Connection,
+    subject_id: str,
+    key: str,
+    record: IdempotencyRecord,
+    now: datetime,
+) -> None:
+    conn.execute(
+        insert(_idem).values(
+            subject_id=subject_id,
+            idempotency_key=key,
+            field=record.field,
+            request_mac=record.request_mac,
+            version=record.version,
+            created_at=now,
+        )
+    )
+
+
+# -- index keys ---------------------------------------------------------------------------------
+def index_keys(conn: Connection) -> list[IndexKeyMaterial]:
+    rows = conn.execute(select(_index_keys))
+    return [
+        IndexKeyMaterial(r.field_type, r.key_id, WrappedKey(r.kek_id, r.kek_version, r.wrapped))
+        for r in rows
+    ]
+
+
+def insert_index_key(conn: Connection, material: IndexKeyMaterial, now: datetime) -> None:
+    conn.execute(
+        insert(_index_keys).values(
+            field_type=material.field_type,
+            key_id=material.key_id,
+            kek_id=material.wrapped.kek_id,
+            kek_version=material.wrapped.kek_version,
+            wrapped=material.wrapped.ciphertext,
+            created_at=now,
+        )
+    )
+
+
+# -- audit -------------------------------------------------------------------------------------
+def append_audit(conn: Connection, record: AuditRecord) -> None:
+    conn.execute(
+        insert(_audit).values(
+            time=record.time,
+            caller=record.caller,
+            action=record.action,
+            subject_id=record.subject_id,
+            field=record.field,
+            view=record.view,
+            purpose=record.purpose,
+            outcome=record.outcome,
+            status_code=record.status_code,
+            detail=record.detail,
+        )
+    )
+
+
+def audit_events(conn: Connection, subject_id: str | None = None) -> list[AuditRecord]:
+    statement = select(_audit).order_by(_audit.c.sequence)
+    if subject_id is not None:
+        statement = statement.where(_audit.c.subject_id == subject_id)
+    return [
+        AuditRecord(
+            _aware(r.time),
+            r.caller,
+            r.action,
+            r.subject_id,
+            r.field,
+            r.view,
+            r.purpose,
+            r.outcome,
+            r.status_code,
+            r.detail,
+        )
+        for r in conn.execute(statement)
+    ]
