@@ -85,7 +85,7 @@ class FieldCipher:
     a read is one cache lookup and one ``AESGCM.decrypt``.
     """
 
-    __slots__ = ("_aad_value", "_aad_view", "_aead", "_rng")
+    __slots__ = ("_aad_value", "_aad_view", "_aead", "_rng", "owner")
 
     def __init__(
         self,
@@ -107,6 +107,8 @@ class FieldCipher:
             + _VERSION_SUFFIX
         )
         self._rng = rng
+        self.owner = (subject_id, field)
+        """The (subject, field) this key belongs to; checked against the row read."""
 
     def seal_value(self, plaintext: bytes) -> bytes:
         return seal(self._aead, plaintext, self._aad_value, self._rng)

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from vault.errors import Unavailable
 
@@ -80,6 +80,10 @@ class Tx:
         self._after_commit_keys.append(action)
 
 
+class WriteConflictError(Exception):
+    """A concurrent writer inserted the same unique row first; retry the write."""
+
+
 class Store:
     """The data store and the key store, and transactions across them."""
 
@@ -127,6 +131,8 @@ class Store:
                 with _begin(self.key_engine) as keys:
                     for action in tx._after_commit_keys:
                         action(keys)
+        except IntegrityError:
+            raise WriteConflictError from None
         except OperationalError:
             raise Unavailable("the database is not reachable") from None
 

@@ -1,0 +1,84 @@
+"""Settings, built once at start-up from flags and ``VAULT_*`` variables.
+
+Secrets never come from the command line: the keyring, TLS keys and database
+passwords live in files or the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATA_DIR = "var/vault"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    listen: str = DEFAULT_LISTEN
+    database_url: str = ""
+    key_database_url: str = ""
+    key_provider: str = ""
+    policy_path: Path | None = None
+    workers: int = 1
+    threads: int = 16
+    max_message_bytes: int = 256 * 1024
+    plaintext: bool = False
+    grace_seconds: float = 10.0
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'vault.db').resolve()}"
+
+    @property
+    def effective_key_database_url(self) -> str:
+        return self.key_database_url or self.effective_database_url
+
+    @property
+    def effective_key_provider(self) -> str:
+        return self.key_provider or f"local://{(self.data_dir / 'keyring.json').resolve()}"
+
+    @property
+    def effective_policy_path(self) -> Path:
+        return self.policy_path or self.data_dir / "policy.toml"
+
+
+ENV_NAMES = {
+    "data_dir": "VAULT_DATA_DIR",
+    "listen": "VAULT_LISTEN",
+    "database_url": "VAULT_DATABASE_URL",
+    "key_database_url": "VAULT_KEY_DATABASE_URL",
+    "key_provider": "VAULT_KEY_PROVIDER",
+    "policy_path": "VAULT_POLICY",
+    "workers": "VAULT_WORKERS",
+    "threads": "VAULT_THREADS",
+    "max_message_bytes": "VAULT_MAX_MESSAGE_BYTES",
+}
+
+
+def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
+    """Flags (``overrides``, ``None`` meaning unset) win over ``VAULT_*`` variables."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for name, variable in ENV_NAMES.items():
+        flag = overrides.get(name)
+        if flag is not None:
+            values[name] = flag
+        elif variable in env:
+            values[name] = env[variable]
+    for key in ("plaintext",):
+        if overrides.get(key) is not None:
+            values[key] = overrides[key]
+    data_dir = Path(str(values.pop("data_dir", DEFAULT_DATA_DIR)))
+    policy = values.pop("policy_path", None)
+    for name in ("workers", "threads", "max_message_bytes"):
+        if name in values:
+            values[name] = int(str(values[name]))
+    return Settings(
+        data_dir=data_dir,
+        policy_path=Path(str(policy)) if policy else None,
+        **values,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,424 @@
+"""The vault's use cases: put, read, list, detokenize, find and delete fields.
+
+Each public method is one use case: it validates, asks the policy, runs one
+transaction and answers with domain objects. Invariants kept here:
+
+- plaintext is encrypted before it reaches storage and decrypted only for a
+  granted ``plaintext`` view, a detokenization or an export;
+- every reveal and every denial is in the audit log before the answer leaves;
+- a ciphertext or data key that fails authentication, or belongs to another
+  row, raises ``DataLoss``: never a wrong value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.constant_time import bytes_eq
+from sqlalchemy import Connection
+
+from vault import fields
+from vault.audit.log import AuditLog
+from vault.crypto.blind_index import BlindIndexer
+from vault.crypto.envelope import FieldCipher, InvalidCiphertextError, RandomSource
+from vault.crypto.tokens import looks_like_token, new_token, token_digest
+from vault.domain.model import (
+    FieldRead,
+    FieldView,
+    GetRequest,
+    Limits,
+    check_field_name,
+    check_idempotency_key,
+    check_purpose,
+    check_subject_id,
+)
+from vault.errors import (
+    AlreadyExists,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    VaultError,
+)
+from vault.fields.base import Facts, FieldType, FieldValue
+from vault.keys.hierarchy import KeyHierarchy
+from vault.policy import Action, Policy, View
+from vault.storage import repository as repo
+from vault.storage.database import Store, Tx, WriteConflictError
+
+Clock = Callable[[], datetime]
+_VIEWS = {"masked": View.MASKED, "token": View.TOKEN, "plaintext": View.PLAINTEXT}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Vault:
+    """The domain service behind every transport."""
+
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyHierarchy,
+        indexer: BlindIndexer,
+        policy: Callable[[], Policy],
+        audit: AuditLog,
+        *,
+        limits: Limits | None = None,
+        clock: Clock = utc_now,
+        rng: RandomSource = os.urandom,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._indexer = indexer
+        self._policy = policy
+        self._audit = audit
+        self.limits = limits or Limits()
+        self._clock = clock
+        self._rng = rng
+
+    # -- policy and audit ------------------------------------------------------
+    def _require(
+        self,
+        caller: str,
+        action: Action,
+        *,
+        subject_id: str = "",
+        field: str = "",
+        field_type: str | None = None,
+        view: View | None = None,
+        purpose: str = "",
+    ) -> None:
+        decision = self._policy().decide(
+            caller, action, field_type=field_type, field=field or None, view=view, purpose=purpose
+        )
+        if not decision.allowed:
+            self._audit.record(
+                caller,
+                str(action),
+                subject_id=subject_id,
+                field=field,
+                view=str(view or ""),
+                purpose=purpose,
+                outcome="denied",
+                status_code="PERMISSION_DENIED",
+            )
+            raise PermissionDenied(decision.reason)
+
+    # -- writes -------------------------------------------------------------------
+    def put_field(
+        self,
+        caller: str,
+        subject_id: str,
+        field: str,
+        value: FieldValue,
+        idempotency_key: str = "",
+    ) -> FieldView:
+        check_subject_id(subject_id, self.limits)
+        check_field_name(field, self.limits)
+        check_idempotency_key(idempotency_key, self.limits)
+        now = self._clock()
+        normal = fields.normalize(value, today=now.date())
+        self._require(
+            caller, Action.PUT, subject_id=subject_id, field=field, field_type=normal.type
+        )
+        request_mac = self._indexer.mac(
+            normal.type,
+            field.encode() + b"\x00" + normal.type.encode() + b"\x00" + normal.canonical,
+        )
+        for attempt in (1, 2):
+            try:
+                return self._put(subject_id, field, normal, idempotency_key, request_mac, now)
+            except WriteConflictError:
+                # Two writers created the same subject or token at once; the retry
+                # sees the winner's rows.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _put(
+        self,
+        subject_id: str,
+        field: str,
+        normal: fields.Normalized,
+        idempotency_key: str,
+        request_mac: bytes,
+        now: datetime,
+    ) -> FieldView:
+        replaced_dek: str | None = None
+        with self._store.write() as tx:
+            state = repo.subject_state(tx.data, subject_id)
+            if state == repo.SHREDDED:
+                raise FailedPrecondition("subject is shredded; it cannot be written again")
+            if idempotency_key:
+                earlier = repo.idempotency_record(tx.data, subject_id, idempotency_key)
+                if earlier is not None:
+                    if earlier.field != field or not bytes_eq(earlier.request_mac, request_mac):
+                        raise AlreadyExists("idempotency_key was already used with other content")
+                    stored = repo.get_field(tx.data, subject_id, field)
+                    if stored is None:
+                        raise NotFound("the field written under this idempotency_key is gone")
+                    return self._open_view(tx, stored, with_token=True)
+            if state is None:
+                repo.insert_subject(tx.data, subject_id, now)
+                subject_key = self._keys.new_subject_key(subject_id)
+                repo.insert_subject_key(tx.keys, subject_key, now)
+            else:
+                found = repo.subject_key_for(tx.keys, subject_id)
+                if found is None:
+                    raise DataLoss("the subject key is missing")
+                subject_key = found
+                repo.touch_subject(tx.data, subject_id, now)
+            material, cipher = self._keys.new_data_key(subject_key, field)
+            repo.insert_data_key(tx.keys, material, now)
+            token = new_token(self._rng)
+            view = FieldView(
+                subject_id, field, normal.type, normal.masked, token, 1, now, normal.facts
+            )
+            old = repo.get_field(tx.data, subject_id, field)
+            if old is not None:
+                view = FieldView(
+                    subject_id,
+                    field,
+                    normal.type,
+                    normal.masked,
+                    token,
+                    old.version + 1,
+                    now,
+                    normal.facts,
+                )
+            stored = repo.StoredField(
+                subject_id,
+                field,
+                normal.type,
+                view.version,
+                material.dek_id,
+                cipher.seal_value(normal.canonical),
+                cipher.seal_view(_encode_view(normal.masked, token, normal.facts)),
+                now,
+            )
+            if old is None:
+                repo.insert_field(tx.data, stored, token_digest(token), now)
+            else:
+                repo.replace_field(tx.data, stored, token_digest(token))
+                replaced_dek = old.dek_id
+                tx.delete_keys_after_commit(_delete_data_key(old.dek_id))
+            digest = (
+                None
+                if normal.index_input is None
+                else self._indexer.digest(normal.type, normal.index_input)
+            )
+            repo.put_index(tx.data, subject_id, field, normal.type, digest)
+            if idempotency_key:
+                repo.remember_idempotency(
+                    tx.data,
+                    subject_id,
+                    idempotency_key,
+                    repo.IdempotencyRecord(field, request_mac, view.version),
+                    now,
+                )
+        if replaced_dek is not None:
+            self._keys.forget_data_key(replaced_dek)
+        return view
+
+    def delete_field(self, caller: str, subject_id: str, field: str) -> datetime:
+        check_subject_id(subject_id, self.limits)
+        check_field_name(field, self.limits)
+        now = self._clock()
+        with self._store.write() as tx:
+            stored = self._stored_field(tx, subject_id, field)
+            self._require(
+                caller,
+                Action.DELETE,
+                subject_id=subject_id,
+                field=field,
+                field_type=stored.field_type,
+            )
+            repo.delete_field(tx.data, subject_id, field)
+            tx.delete_keys_after_commit(_delete_data_key(stored.dek_id))
+        self._keys.forget_data_key(stored.dek_id)
+        self._audit.record(caller, "delete", subject_id=subject_id, field=field)
+        return now
+
+    # -- reads ----------------------------------------------------------------------
+    def get_field(
+        self, caller: str, subject_id: str, field: str, view: str = "masked", purpose: str = ""
+    ) -> FieldRead:
+        check_subject_id(subject_id, self.limits)
+        check_field_name(field, self.limits)
+        check_purpose(purpose, self.limits)
+        wanted = _VIEWS.get(view)
+        if wanted is None:
+            raise InvalidArgument("view", "is not one of masked, token, plaintext")
+        with self._store.read() as tx:
+            stored = self._stored_field(tx, subject_id, field)
+            self._require(
+                caller,
+                Action.GET,
+                subject_id=subject_id,
+                field=field,
+                field_type=stored.field_type,
+                view=wanted,
+                purpose=purpose,
+            )
+            cipher = self._cipher(tx, stored)
+        if wanted is View.PLAINTEXT:
+            self._audit.record(
+                caller,
+                "reveal",
+                subject_id=subject_id,
+                field=field,
+                view="plaintext",
+                purpose=purpose,
+            )
+            return FieldRead(
+                self._view(stored, cipher, with_token=True), self._value(stored, cipher)
+            )
+        return FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
+
+    def batch_get(self, caller: str, items: Sequence[GetRequest]) -> list[FieldRead | VaultError]:
+        if len(items) > self.limits.max_batch:
+            raise ResourceExhausted(
+                f"a batch holds at most {self.limits.max_batch} items", field="items"
+            )
+        results: list[FieldRead | VaultError] = []
+        for item in items:
+            try:
+                results.append(
+                    self.get_field(caller, item.subject_id, item.field, item.view, item.purpose)
+                )
+            except VaultError as error:
+                results.append(error)
+        return results
+
+    def list_fields(self, caller: str, subject_id: str) -> list[FieldView]:
+        check_subject_id(subject_id, self.limits)
+        policy = self._policy()
+        with self._store.read() as tx:
+            stored_fields = repo.list_fields(tx.data, subject_id)
+            if not stored_fields:
+                self._raise_missing(tx, subject_id, "subject has no fields")
+            visible = [
+                s
+                for s in stored_fields
+                if policy.allows(caller, Action.GET, field_type=s.field_type, field=s.field)
+            ]
+            if not visible:
+                self._require(caller, Action.GET, subject_id=subject_id, field_type=None)
+            ciphers = [self._cipher(tx, s) for s in visible]
+        return [self._view(s, c, with_token=False) for s, c in zip(visible, ciphers, strict=True)]
+
+    def detokenize(self, caller: str, token: str, purpose: str) -> FieldRead:
+        if not token:
+            raise InvalidArgument("token", "is required")
+        if not looks_like_token(token):
+            raise InvalidArgument("token", "is not a vault token")
+        check_purpose(purpose, self.limits)
+        with self._store.read() as tx:
+            stored = repo.field_by_token(tx.data, token_digest(token))
+            if stored is None:
+                raise NotFound("no field holds this token")
+            self._require(
+                caller,
+                Action.DETOKENIZE,
+                subject_id=stored.subject_id,
+                field=stored.field,
+                field_type=stored.field_type,
+                purpose=purpose,
+            )
+            cipher = self._cipher(tx, stored)
+        view = self._view(stored, cipher, with_token=True)
+        if not bytes_eq(view.token.encode(), token.encode()):
+            raise DataLoss("the token does not match its field")
+        self._audit.record(
+            caller,
+            "detokenize",
+            subject_id=stored.subject_id,
+            field=stored.field,
+            view="plaintext",
+            purpose=purpose,
+        )
+        return FieldRead(view, self._value(stored, cipher))
+
+    def find_subjects(self, caller: str, value: FieldValue) -> list[str]:
+        normal = fields.normalize(value, today=self._clock().date())
+        if normal.index_input is None:
+            raise InvalidArgument("value", f"{normal.type} values are not searchable")
+        self._require(caller, Action.FIND, field_type=normal.type)
+        digest = self._indexer.digest(normal.type, normal.index_input)
+        with self._store.read() as tx:
+            return repo.find_subjects(tx.data, normal.type, digest)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _stored_field(self, tx: Tx, subject_id: str, field: str) -> repo.StoredField:
+        stored = repo.get_field(tx.data, subject_id, field)
+        if stored is None:
+            self._raise_missing(tx, subject_id, "field not found")
+            raise AssertionError("unreachable")
+        return stored
+
+    @staticmethod
+    def _raise_missing(tx: Tx, subject_id: str, message: str) -> None:
+        if repo.subject_state(tx.data, subject_id) == repo.SHREDDED:
+            raise FailedPrecondition("subject is shredded")
+        raise NotFound(message)
+
+    def _cipher(self, tx: Tx, stored: repo.StoredField) -> FieldCipher:
+        cipher = self._keys.cached_cipher(stored.dek_id)
+        if cipher is not None and cipher.owner == (stored.subject_id, stored.field):
+            return cipher
+        material = repo.data_key(tx.keys, stored.dek_id)
+        if material is None:
+            raise DataLoss("the field's data key is missing")
+        if material.subject_id != stored.subject_id or material.field != stored.field:
+            raise DataLoss("the field's data key belongs to another field")
+        subject_key = repo.subject_key_by_id(tx.keys, material.subject_key_id)
+        if subject_key is None:
+            raise DataLoss("the subject key is missing")
+        return self._keys.open_data_key(material, subject_key)
+
+    def _open_view(self, tx: Tx, stored: repo.StoredField, *, with_token: bool) -> FieldView:
+        return self._view(stored, self._cipher(tx, stored), with_token=with_token)
+
+    @staticmethod
+    def _view(stored: repo.StoredField, cipher: FieldCipher, *, with_token: bool) -> FieldView:
+        try:
+            document = json.loads(cipher.open_view(stored.view_ct))
+        except InvalidCiphertextError:
+            raise DataLoss("a stored view failed authentication") from None
+        return FieldView(
+            stored.subject_id,
+            stored.field,
+            FieldType(stored.field_type),
+            document["m"],
+            document["t"] if with_token else "",
+            stored.version,
+            stored.updated_at,
+            Facts(**document["f"]),
+        )
+
+    @staticmethod
+    def _value(stored: repo.StoredField, cipher: FieldCipher) -> FieldValue:
+        try:
+            canonical = cipher.open_value(stored.value_ct)
+        except InvalidCiphertextError:
+            raise DataLoss("a stored value failed authentication") from None
+        return fields.decode(FieldType(stored.field_type), canonical)
+
+
+def _encode_view(masked: str, token: str, facts: Facts) -> bytes:
+    present = {k: v for k, v in facts.__dict__.items() if v}
+    return json.dumps({"m": masked, "t": token, "f": present}, separators=(",", ":")).encode()
+
+
+def _delete_data_key(dek_id: str) -> Callable[[Connection], None]:
+    def action(conn: Connection) -> None:
+        repo.delete_data_key(conn, dek_id)
+
+    return action

@@ -1,0 +1,153 @@
+"""Translation between vault.v1 messages and domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+from google.type import date_pb2, postal_address_pb2
+
+from vault.domain.model import FieldRead, FieldView
+from vault.errors import InvalidArgument, ResourceExhausted
+from vault.fields import base as f
+from vault.v1 import vault_pb2 as pb
+
+FIELD_TYPES: dict[f.FieldType, int] = {
+    f.FieldType.PHONE: pb.FIELD_TYPE_PHONE,
+    f.FieldType.EMAIL: pb.FIELD_TYPE_EMAIL,
+    f.FieldType.ADDRESS: pb.FIELD_TYPE_ADDRESS,
+    f.FieldType.CARD: pb.FIELD_TYPE_CARD,
+    f.FieldType.PAYMENT_TOKEN: pb.FIELD_TYPE_PAYMENT_TOKEN,
+    f.FieldType.NAME: pb.FIELD_TYPE_NAME,
+    f.FieldType.DATE_OF_BIRTH: pb.FIELD_TYPE_DATE_OF_BIRTH,
+}
+VIEWS: dict[int, str] = {
+    pb.VIEW_UNSPECIFIED: "masked",
+    pb.VIEW_MASKED: "masked",
+    pb.VIEW_TOKEN: "token",
+    pb.VIEW_PLAINTEXT: "plaintext",
+}
+_KINDS = "phone, email, address, card, payment_token, name, date_of_birth"
+
+
+def view_name(view: int, field: str = "view") -> str:
+    name = VIEWS.get(view)
+    if name is None:
+        raise InvalidArgument(field, "is not a known View value")
+    return name
+
+
+def value_from_proto(value: pb.FieldValue, max_bytes: int, field: str = "value") -> f.FieldValue:
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgument(field, f"is required: set one of {_KINDS}")
+    if value.ByteSize() > max_bytes:
+        raise ResourceExhausted(f"{field} is larger than {max_bytes} bytes", field=field)
+    if kind == "phone":
+        return f.PhoneNumber(value.phone.number, value.phone.default_region)
+    if kind == "email":
+        return f.Email(value.email)
+    if kind == "address":
+        a = value.address
+        return f.PostalAddress(
+            region_code=a.region_code,
+            address_lines=tuple(a.address_lines),
+            locality=a.locality,
+            administrative_area=a.administrative_area,
+            postal_code=a.postal_code,
+            sublocality=a.sublocality,
+            organization=a.organization,
+            recipients=tuple(a.recipients),
+        )
+    if kind == "card":
+        c = value.card
+        return f.PaymentCard(c.pan, c.exp_month, c.exp_year, c.holder_name)
+    if kind == "payment_token":
+        return f.PaymentToken(value.payment_token.provider, value.payment_token.token)
+    if kind == "name":
+        return f.Name(value.name)
+    d = value.date_of_birth
+    return f.DateOfBirth(d.year, d.month, d.day)
+
+
+def value_to_proto(value: f.FieldValue) -> pb.FieldValue:
+    match value:
+        case f.PhoneNumber():
+            return pb.FieldValue(phone=pb.PhoneNumber(number=value.number))
+        case f.Email():
+            return pb.FieldValue(email=value.address)
+        case f.PostalAddress():
+            return pb.FieldValue(
+                address=postal_address_pb2.PostalAddress(
+                    region_code=value.region_code,
+                    address_lines=list(value.address_lines),
+                    locality=value.locality,
+                    administrative_area=value.administrative_area,
+                    postal_code=value.postal_code,
+                    sublocality=value.sublocality,
+                    organization=value.organization,
+                    recipients=list(value.recipients),
+                )
+            )
+        case f.PaymentCard():
+            return pb.FieldValue(
+                card=pb.PaymentCard(
+                    pan=value.pan,
+                    exp_month=value.exp_month,
+                    exp_year=value.exp_year,
+                    holder_name=value.holder_name,
+                )
+            )
+        case f.PaymentToken():
+            return pb.FieldValue(
+                payment_token=pb.PaymentToken(provider=value.provider, token=value.token)
+            )
+        case f.Name():
+            return pb.FieldValue(name=value.full_name)
+        case f.DateOfBirth():
+            return pb.FieldValue(
+                date_of_birth=date_pb2.Date(year=value.year, month=value.month, day=value.day)
+            )
+    raise TypeError(type(value).__name__)
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def view_to_proto(view: FieldView) -> pb.FieldView:
+    message = pb.FieldView(
+        subject_id=view.subject_id,
+        field=view.field,
+        type=FIELD_TYPES[view.type],  # type: ignore[arg-type]
+        masked=view.masked,
+        token=view.token,
+        version=view.version,
+        updated_at=timestamp(view.updated_at),
+    )
+    facts = view.facts
+    if facts.card_brand:
+        message.card.CopyFrom(
+            pb.CardFacts(
+                brand=facts.card_brand,
+                last4=facts.card_last4,
+                exp_month=facts.card_exp_month,
+                exp_year=facts.card_exp_year,
+            )
+        )
+    if facts.country:
+        message.address.CopyFrom(
+            pb.AddressFacts(region_code=facts.country, locality=facts.locality)
+        )
+    if facts.phone_country_code:
+        message.phone.CopyFrom(pb.PhoneFacts(country_code=facts.phone_country_code))
+    return message
+
+
+def read_to_get_response(read: FieldRead) -> pb.GetFieldResponse:
+    response = pb.GetFieldResponse(view=view_to_proto(read.view))
+    if read.value is not None:
+        response.value.CopyFrom(value_to_proto(read.value))
+    return response
