@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:  `make run`  and  `make test`.
+PYTHON   ?= python3
+VENV     ?= .venv
+DATA_DIR ?= var/vault
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench proto clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: initialise $(DATA_DIR) when empty (keyring, dev TLS, policy, SQLite) and serve mTLS on 127.0.0.1:50051
+run: $(STAMP)
+	$(BIN)/pii-vault serve --init --data-dir $(DATA_DIR)
+
+## test: the whole test suite (SQLite, and PostgreSQL when it is reachable)
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+## lint: ruff and mypy --strict on the package
+lint: $(STAMP)
+	$(BIN)/ruff check vault tests benchmarks clients scripts
+	$(BIN)/mypy vault
+
+## bench: pytest-benchmark figures (ratios against raw baselines, same run)
+bench: $(STAMP)
+	$(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-enable -q
+
+## proto: regenerate vault/v1 from proto/
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Example callers of the vault (registration, checkout), built on vault.client."""

@@ -1,0 +1,55 @@
+"""Example caller: the registration service.
+
+Stores a new account's phone and e-mail and asks "is this phone already
+registered?" before creating an account. It only ever sees masked views.
+
+    python -m clients.registration --data-dir var/vault --target localhost:50051
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+
+from vault.client import DEFAULT_TARGET, VaultClient
+from vault.v1 import vault_pb2 as pb
+
+
+def phone_taken(client: VaultClient, number: str) -> list[str]:
+    value = pb.FieldValue(phone=pb.PhoneNumber(number=number))
+    return list(client.vault.FindSubjects(pb.FindSubjectsRequest(value=value)).subject_ids)
+
+
+def register(client: VaultClient, account_id: str, phone: str, email: str) -> dict[str, str]:
+    """Store phone and e-mail; returns the masked views keyed by field."""
+    masked: dict[str, str] = {}
+    for field, value in (
+        ("phone", pb.FieldValue(phone=pb.PhoneNumber(number=phone))),
+        ("email", pb.FieldValue(email=email)),
+    ):
+        view = client.vault.PutField(
+            pb.PutFieldRequest(
+                subject_id=account_id,
+                field=field,
+                value=value,
+                idempotency_key=f"register-{account_id}-{field}",
+            )
+        ).view
+        masked[field] = view.masked
+    return masked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", default="var/vault")
+    parser.add_argument("--target", default=DEFAULT_TARGET)
+    args = parser.parse_args()
+    with VaultClient.for_caller(args.data_dir, "registration", args.target) as client:
+        phone = "+372 5123 4567"
+        existing = phone_taken(client, phone)
+        account = existing[0] if existing else f"acct-{uuid.uuid4().hex[:12]}"
+        print(account, register(client, account, phone, "Jane.Doe@Example.COM"))
+
+
+if __name__ == "__main__":
+    main()
