@@ -525,7 +525,7 @@ purposes = ["dsar"]
 [[callers.privacy-desk.grants]]      # grants[3]
 actions = ["hold", "consent"]
 
-# admin: operators. Key rotation, audit-chain checks; no values.
+# admin: operators. Key rotation, audit-chain checks, legal holds; no values.
 [[callers.admin.grants]]
-actions = ["admin"]
+actions = ["admin", "hold"]
 """
