@@ -18,7 +18,7 @@ class FieldType(enum.StrEnum):
     EMAIL = "email"
     ADDRESS = "address"
     CARD = "card"
-    PAYMENT_TOKEN = "payment_token"
+    PAYMENT_TOKEN = "payment_token"  # noqa: S105 - a type name, not a secret
     NAME = "name"
     DATE_OF_BIRTH = "date_of_birth"
 
