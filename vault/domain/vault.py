@@ -43,6 +43,7 @@ from vault.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
     VaultError,
 )
 from vault.fields.base import Facts, FieldType, FieldValue
@@ -231,15 +232,16 @@ class Vault:
         check_subject_id(subject_id, self.limits)
         check_field_name(field, self.limits)
         now = self._clock()
+        with self._store.read() as tx:
+            field_type = self._stored_field(tx, subject_id, field).field_type
+        # Asked outside the write transaction: a denial is audited in a write of its own.
+        self._require(
+            caller, Action.DELETE, subject_id=subject_id, field=field, field_type=field_type
+        )
         with self._store.write() as tx:
             stored = self._stored_field(tx, subject_id, field)
-            self._require(
-                caller,
-                Action.DELETE,
-                subject_id=subject_id,
-                field=field,
-                field_type=stored.field_type,
-            )
+            if stored.field_type != field_type:
+                raise FailedPrecondition("the field changed type while it was deleted; retry")
             repo.delete_field(tx.data, subject_id, field)
             tx.delete_keys_after_commit(_delete_data_key(stored.dek_id))
         self._keys.forget_data_key(stored.dek_id)
@@ -256,18 +258,25 @@ class Vault:
         wanted = _VIEWS.get(view)
         if wanted is None:
             raise InvalidArgument("view", "is not one of masked, token, plaintext")
-        with self._store.read() as tx:
-            stored = self._stored_field(tx, subject_id, field)
-            self._require(
-                caller,
-                Action.GET,
-                subject_id=subject_id,
-                field=field,
-                field_type=stored.field_type,
-                view=wanted,
-                purpose=purpose,
-            )
-            cipher = self._cipher(tx, stored)
+        for attempt in (1, 2):
+            with self._store.read() as tx:
+                stored = self._stored_field(tx, subject_id, field)
+                self._require(
+                    caller,
+                    Action.GET,
+                    subject_id=subject_id,
+                    field=field,
+                    field_type=stored.field_type,
+                    view=wanted,
+                    purpose=purpose,
+                )
+                try:
+                    cipher = self._cipher(tx, stored)
+                    break
+                except _DataKeyGoneError:
+                    # Replaced or deleted between our two statements: read again.
+                    if attempt == 2:
+                        raise DataLoss("the field's data key is missing") from None
         if wanted is View.PLAINTEXT:
             self._audit.record(
                 caller,
@@ -311,7 +320,10 @@ class Vault:
             ]
             if not visible:
                 self._require(caller, Action.GET, subject_id=subject_id, field_type=None)
-            ciphers = [self._cipher(tx, s) for s in visible]
+            try:
+                ciphers = [self._cipher(tx, s) for s in visible]
+            except _DataKeyGoneError:
+                raise Unavailable("the subject changed while it was read; retry") from None
         return [self._view(s, c, with_token=False) for s, c in zip(visible, ciphers, strict=True)]
 
     def detokenize(self, caller: str, token: str, purpose: str) -> FieldRead:
@@ -332,7 +344,10 @@ class Vault:
                 field_type=stored.field_type,
                 purpose=purpose,
             )
-            cipher = self._cipher(tx, stored)
+            try:
+                cipher = self._cipher(tx, stored)
+            except _DataKeyGoneError:
+                raise NotFound("no field holds this token") from None
         view = self._view(stored, cipher, with_token=True)
         if not bytes_eq(view.token.encode(), token.encode()):
             raise DataLoss("the token does not match its field")
@@ -375,7 +390,7 @@ class Vault:
             return cipher
         material = repo.data_key(tx.keys, stored.dek_id)
         if material is None:
-            raise DataLoss("the field's data key is missing")
+            raise _DataKeyGoneError
         if material.subject_id != stored.subject_id or material.field != stored.field:
             raise DataLoss("the field's data key belongs to another field")
         subject_key = repo.subject_key_by_id(tx.keys, material.subject_key_id)
@@ -384,7 +399,10 @@ class Vault:
         return self._keys.open_data_key(material, subject_key)
 
     def _open_view(self, tx: Tx, stored: repo.StoredField, *, with_token: bool) -> FieldView:
-        return self._view(stored, self._cipher(tx, stored), with_token=with_token)
+        try:
+            return self._view(stored, self._cipher(tx, stored), with_token=with_token)
+        except _DataKeyGoneError:
+            raise DataLoss("the field's data key is missing") from None
 
     @staticmethod
     def _view(stored: repo.StoredField, cipher: FieldCipher, *, with_token: bool) -> FieldView:
@@ -410,6 +428,10 @@ class Vault:
         except InvalidCiphertextError:
             raise DataLoss("a stored value failed authentication") from None
         return fields.decode(FieldType(stored.field_type), canonical)
+
+
+class _DataKeyGoneError(Exception):
+    """A row's data key vanished under a concurrent replace or delete."""
 
 
 def _encode_view(masked: str, token: str, facts: Facts) -> bytes:

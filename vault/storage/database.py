@@ -60,7 +60,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         # Writers take the lock up front so two writers never deadlock on upgrade.
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "NONE":
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -99,13 +100,18 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
+        """Reads see each statement's committed state (as PostgreSQL's READ COMMITTED).
+
+        On SQLite no explicit transaction is opened, which keeps the hot read
+        path at one statement; callers re-read when rows moved underneath them.
+        """
         try:
-            with self.data_engine.connect() as data:
+            with _connect_for_read(self.data_engine) as data:
                 if not self.split:
                     yield Tx(data, data)
                     data.rollback()
                     return
-                with self.key_engine.connect() as keys:
+                with _connect_for_read(self.key_engine) as keys:
                     yield Tx(data, keys)
         except (OperationalError, DBAPIError) as exc:
             if exc.connection_invalidated or isinstance(exc, OperationalError):
@@ -135,6 +141,14 @@ class Store:
             raise WriteConflictError from None
         except OperationalError:
             raise Unavailable("the database is not reachable") from None
+
+
+@contextmanager
+def _connect_for_read(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        if is_sqlite(engine):
+            connection = connection.execution_options(sqlite_begin="NONE")
+        yield connection
 
 
 @contextmanager

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, Unpack, cast
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
@@ -123,7 +123,7 @@ def subject_key_for(conn: Connection, subject_id: str) -> SubjectKeyMaterial | N
 
 
 def subject_key_by_id(conn: Connection, key_id: str) -> SubjectKeyMaterial | None:
-    row = conn.execute(select(_subject_keys).where(_subject_keys.c.key_id == key_id)).first()
+    row = conn.execute(_SUBJECT_KEY_BY_ID, {"key_id": key_id}).first()
     return None if row is None else _subject_key(row)
 
 
@@ -141,8 +141,12 @@ def insert_subject_key(conn: Connection, material: SubjectKeyMaterial, now: date
 
 
 # -- data keys ---------------------------------------------------------------------
+_DATA_KEY = select(_data_keys).where(_data_keys.c.dek_id == bindparam("dek_id"))
+_SUBJECT_KEY_BY_ID = select(_subject_keys).where(_subject_keys.c.key_id == bindparam("key_id"))
+
+
 def data_key(conn: Connection, dek_id: str) -> DataKeyMaterial | None:
-    row = conn.execute(select(_data_keys).where(_data_keys.c.dek_id == dek_id)).first()
+    row = conn.execute(_DATA_KEY, {"dek_id": dek_id}).first()
     if row is None:
         return None
     r = row._mapping
@@ -181,27 +185,32 @@ _FIELD_COLUMNS = (
 )
 
 
-def _stored(row: tuple[str, str, str, int, str, bytes, bytes, datetime]) -> StoredField:
+def _stored(row: Row[Unpack[tuple[Any, ...]]]) -> StoredField:
     return StoredField(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _aware(row[7]))
 
 
+# Built once: statement construction costs more than the SQLite query itself.
+_GET_FIELD = select(*_FIELD_COLUMNS).where(
+    _fields.c.subject_id == bindparam("subject_id"), _fields.c.field == bindparam("field")
+)
+_FIELD_BY_TOKEN = select(*_FIELD_COLUMNS).where(_fields.c.token_digest == bindparam("digest"))
+
+
 def get_field(conn: Connection, subject_id: str, field: str) -> StoredField | None:
-    row = conn.execute(
-        select(*_FIELD_COLUMNS).where(_fields.c.subject_id == subject_id, _fields.c.field == field)
-    ).first()
-    return None if row is None else _stored(row.tuple())
+    row = conn.execute(_GET_FIELD, {"subject_id": subject_id, "field": field}).first()
+    return None if row is None else _stored(row)
 
 
 def list_fields(conn: Connection, subject_id: str) -> list[StoredField]:
     rows = conn.execute(
         select(*_FIELD_COLUMNS).where(_fields.c.subject_id == subject_id).order_by(_fields.c.field)
     )
-    return [_stored(row.tuple()) for row in rows]
+    return [_stored(row) for row in rows]
 
 
 def field_by_token(conn: Connection, digest: bytes) -> StoredField | None:
-    row = conn.execute(select(*_FIELD_COLUMNS).where(_fields.c.token_digest == digest)).first()
-    return None if row is None else _stored(row.tuple())
+    row = conn.execute(_FIELD_BY_TOKEN, {"digest": digest}).first()
+    return None if row is None else _stored(row)
 
 
 def insert_field(
