@@ -44,6 +44,12 @@ class InvalidArgument(VaultError):
         error.args = (error.message,)
         return error
 
+    def prefixed(self, prefix: str) -> InvalidArgument:
+        """The same violations with field paths under ``prefix`` (``items[3].``)."""
+        return InvalidArgument.many(
+            [FieldViolation(prefix + v.field, v.description) for v in self.violations]
+        )
+
 
 class NotFound(VaultError):
     """The subject, field or token does not exist (or no longer exists)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.constant_time import bytes_eq
@@ -125,17 +126,22 @@ class Vault:
         check_field_name(field, self.limits)
         check_idempotency_key(idempotency_key, self.limits)
         now = self._clock()
+        field_type = fields.type_of(value)
+        # Authorise before validating, so a caller learns nothing about values
+        # of a type it may not store.
+        self._require(caller, Action.PUT, subject_id=subject_id, field=field, field_type=field_type)
         normal = fields.normalize(value, today=now.date())
-        self._require(
-            caller, Action.PUT, subject_id=subject_id, field=field, field_type=normal.type
-        )
         request_mac = self._indexer.mac(
             normal.type,
             field.encode() + b"\x00" + normal.type.encode() + b"\x00" + normal.canonical,
         )
+        shows_token = self._policy().allows(
+            caller, Action.GET, field_type=field_type, field=field, view=View.TOKEN
+        )
         for attempt in (1, 2):
             try:
-                return self._put(subject_id, field, normal, idempotency_key, request_mac, now)
+                view = self._put(subject_id, field, normal, idempotency_key, request_mac, now)
+                return view if shows_token else replace(view, token="")
             except WriteConflictError:
                 # Two writers created the same subject or token at once; the retry
                 # sees the winner's rows.
@@ -165,7 +171,14 @@ class Vault:
                     stored = repo.get_field(tx.data, subject_id, field)
                     if stored is None:
                         raise NotFound("the field written under this idempotency_key is gone")
-                    return self._open_view(tx, stored, with_token=True)
+                    # A later write may have replaced the value: a replay must not
+                    # report another value's view as this request's result.
+                    cipher = self._cipher(tx, stored)
+                    if self._value(stored, cipher) != normal.value:
+                        raise FailedPrecondition(
+                            "the field written under this idempotency_key was replaced since"
+                        )
+                    return self._view(stored, cipher, with_token=True)
             if state is None:
                 repo.insert_subject(tx.data, subject_id, now)
                 subject_key = self._keys.new_subject_key(subject_id)
@@ -232,6 +245,7 @@ class Vault:
         check_subject_id(subject_id, self.limits)
         check_field_name(field, self.limits)
         now = self._clock()
+        self._require(caller, Action.DELETE, subject_id=subject_id, field=field)
         with self._store.read() as tx:
             field_type = self._stored_field(tx, subject_id, field).field_type
         # Asked outside the write transaction: a denial is audited in a write of its own.
@@ -258,6 +272,11 @@ class Vault:
         wanted = _VIEWS.get(view)
         if wanted is None:
             raise InvalidArgument("view", "is not one of masked, token, plaintext")
+        # A caller with no grant for this view and purpose at all is refused
+        # before the lookup, so it cannot probe which fields exist.
+        self._require(
+            caller, Action.GET, subject_id=subject_id, field=field, view=wanted, purpose=purpose
+        )
         for attempt in (1, 2):
             with self._store.read() as tx:
                 stored = self._stored_field(tx, subject_id, field)
@@ -278,6 +297,10 @@ class Vault:
                     if attempt == 2:
                         raise DataLoss("the field's data key is missing") from None
         if wanted is View.PLAINTEXT:
+            read = FieldRead(
+                self._view(stored, cipher, with_token=True), self._value(stored, cipher)
+            )
+            # Audited once the value opened, and before it leaves.
             self._audit.record(
                 caller,
                 "reveal",
@@ -286,9 +309,7 @@ class Vault:
                 view="plaintext",
                 purpose=purpose,
             )
-            return FieldRead(
-                self._view(stored, cipher, with_token=True), self._value(stored, cipher)
-            )
+            return read
         return FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
 
     def batch_get(self, caller: str, items: Sequence[GetRequest]) -> list[FieldRead | VaultError]:
@@ -351,6 +372,7 @@ class Vault:
         view = self._view(stored, cipher, with_token=True)
         if not bytes_eq(view.token.encode(), token.encode()):
             raise DataLoss("the token does not match its field")
+        value = self._value(stored, cipher)
         self._audit.record(
             caller,
             "detokenize",
@@ -359,7 +381,7 @@ class Vault:
             view="plaintext",
             purpose=purpose,
         )
-        return FieldRead(view, self._value(stored, cipher))
+        return FieldRead(view, value)
 
     def find_subjects(self, caller: str, value: FieldValue) -> list[str]:
         normal = fields.normalize(value, today=self._clock().date())
@@ -397,12 +419,6 @@ class Vault:
         if subject_key is None:
             raise DataLoss("the subject key is missing")
         return self._keys.open_data_key(material, subject_key)
-
-    def _open_view(self, tx: Tx, stored: repo.StoredField, *, with_token: bool) -> FieldView:
-        try:
-            return self._view(stored, self._cipher(tx, stored), with_token=with_token)
-        except _DataKeyGoneError:
-            raise DataLoss("the field's data key is missing") from None
 
     @staticmethod
     def _view(stored: repo.StoredField, cipher: FieldCipher, *, with_token: bool) -> FieldView:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Unpack, cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
@@ -185,15 +185,25 @@ _FIELD_COLUMNS = (
 )
 
 
-def _stored(row: Row[Unpack[tuple[Any, ...]]]) -> StoredField:
+def _stored(row: Row[*tuple[Any, ...]]) -> StoredField:
     return StoredField(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _aware(row[7]))
 
 
+# Rows of a shredded subject are never read back, whatever lingers (a field
+# row, a warm key cache): the callers then find the tombstone instead.
+_LIVE_FIELDS = (
+    select(*_FIELD_COLUMNS)
+    .select_from(_fields.join(_subjects, _subjects.c.subject_id == _fields.c.subject_id))
+    .where(_subjects.c.state != SHREDDED)
+)
 # Built once: statement construction costs more than the SQLite query itself.
-_GET_FIELD = select(*_FIELD_COLUMNS).where(
+_GET_FIELD = _LIVE_FIELDS.where(
     _fields.c.subject_id == bindparam("subject_id"), _fields.c.field == bindparam("field")
 )
-_FIELD_BY_TOKEN = select(*_FIELD_COLUMNS).where(_fields.c.token_digest == bindparam("digest"))
+_LIST_FIELDS = _LIVE_FIELDS.where(_fields.c.subject_id == bindparam("subject_id")).order_by(
+    _fields.c.field
+)
+_FIELD_BY_TOKEN = _LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest"))
 
 
 def get_field(conn: Connection, subject_id: str, field: str) -> StoredField | None:
@@ -202,9 +212,7 @@ def get_field(conn: Connection, subject_id: str, field: str) -> StoredField | No
 
 
 def list_fields(conn: Connection, subject_id: str) -> list[StoredField]:
-    rows = conn.execute(
-        select(*_FIELD_COLUMNS).where(_fields.c.subject_id == subject_id).order_by(_fields.c.field)
-    )
+    rows = conn.execute(_LIST_FIELDS, {"subject_id": subject_id})
     return [_stored(row) for row in rows]
 
 

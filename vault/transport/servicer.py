@@ -14,7 +14,7 @@ import grpc
 
 from vault.domain.model import GetRequest
 from vault.domain.vault import Vault
-from vault.errors import ResourceExhausted, Unauthenticated, VaultError
+from vault.errors import InvalidArgument, ResourceExhausted, Unauthenticated, VaultError
 from vault.transport import convert
 from vault.transport.status import abort, abort_internal, status_proto
 from vault.v1 import vault_pb2 as pb
@@ -103,9 +103,11 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         valid = [item for item in items if isinstance(item, GetRequest)]
         answers = iter(self._vault.batch_get(caller, valid))
         response = pb.BatchGetFieldsResponse()
-        for entry in items:
+        for index, entry in enumerate(items):
             outcome: Any = entry if isinstance(entry, VaultError) else next(answers)
             result = response.results.add()
+            if isinstance(outcome, InvalidArgument) and isinstance(entry, GetRequest):
+                outcome = outcome.prefixed(f"items[{index}].")
             if isinstance(outcome, VaultError):
                 result.error.CopyFrom(status_proto(outcome))
             else:

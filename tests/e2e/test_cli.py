@@ -1,0 +1,152 @@
+"""The ``pii-vault`` command line, as an operator and a caller use it.
+
+``init`` makes a data directory once; ``serve`` (started by the fixture, on
+the directory ``init`` made, without ``--init``) serves it; ``put``, ``get``,
+``find``, ``delete-field`` and ``health`` call it with a caller's certificate.
+Every command runs as its own process: ``python -m vault ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import VaultServer
+
+RunVault = Callable[..., subprocess.CompletedProcess[str]]
+
+pytestmark = pytest.mark.e2e
+
+CALLERS = ("registration", "checkout", "deletion", "privacy-desk", "admin")
+
+
+@pytest.fixture(scope="module")
+def initialised(tmp_path_factory: pytest.TempPathFactory, run_vault: RunVault) -> tuple[Path, str]:
+    """A data directory made by ``pii-vault init``, and what init printed."""
+    data_dir = tmp_path_factory.mktemp("cli") / "vault"
+    done = run_vault("init", "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    return data_dir, done.stdout
+
+
+@pytest.fixture(scope="module")
+def cli_server(
+    initialised: tuple[Path, str], start_vault_server: type[VaultServer]
+) -> Iterator[VaultServer]:
+    data_dir, _ = initialised
+    server = start_vault_server(data_dir, init=False)
+    try:
+        yield server
+    finally:
+        code = server.stop()
+    assert code == 0, server.output
+
+
+def test_init_creates_keys_certificates_and_policy(initialised: tuple[Path, str]) -> None:
+    data_dir, printed = initialised
+    tls = data_dir / "tls"
+
+    created = {Path(line.removeprefix("created ")) for line in printed.splitlines()}
+    assert all(line.startswith("created ") for line in printed.splitlines())
+    for path in (
+        data_dir / "keyring.json",
+        tls / "ca.crt",
+        tls / "server.crt",
+        data_dir / "policy.toml",
+    ):
+        assert path in created, path
+        assert path.is_file(), path
+    for name in ("server.crt", "server.key", "ca.crt"):
+        assert (tls / name).is_file(), name
+    for caller in CALLERS:
+        assert (tls / "clients" / f"{caller}.crt").is_file(), caller
+        key = tls / "clients" / f"{caller}.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, caller
+    assert stat.S_IMODE((data_dir / "keyring.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
+    assert "[[callers.registration.grants]]" in (data_dir / "policy.toml").read_text()
+
+
+def test_second_init_refuses_and_keeps_the_keys(
+    initialised: tuple[Path, str], run_vault: RunVault
+) -> None:
+    data_dir, _ = initialised
+    keyring = (data_dir / "keyring.json").read_bytes()
+    ca_cert = (data_dir / "tls" / "ca.crt").read_bytes()
+
+    again = run_vault("init", "--data-dir", str(data_dir))
+
+    assert again.returncode == 1
+    assert "already initialised" in again.stderr
+    assert "created" not in again.stdout
+    assert (data_dir / "keyring.json").read_bytes() == keyring
+    assert (data_dir / "tls" / "ca.crt").read_bytes() == ca_cert
+
+
+def test_client_commands_against_a_running_server(
+    cli_server: VaultServer, run_vault: RunVault
+) -> None:
+    subject = f"cli-{uuid.uuid4()}"
+
+    def client(caller: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        common = ("--data-dir", str(cli_server.data_dir), "--as", caller)
+        return run_vault(args[0], *common, "--target", cli_server.target, *args[1:], stdin=stdin)
+
+    put = client(
+        "registration", "put", subject, "phone", "--type", "phone", stdin="+372 5123 4567\n"
+    )
+    assert put.returncode == 0, put.stderr
+    stored = json.loads(put.stdout)["view"]
+    assert stored["masked"] == "+372 **** **67"
+    assert stored["subjectId"] == subject
+    assert "5123" not in put.stdout
+
+    get = client("registration", "get", subject, "phone")
+    assert get.returncode == 0, get.stderr
+    assert json.loads(get.stdout)["view"]["masked"] == "+372 **** **67"
+
+    plaintext = client(
+        "registration", "get", subject, "phone", "--view", "plaintext", "--purpose", "dsar"
+    )
+    assert plaintext.returncode == 1
+    assert plaintext.stderr.startswith("PERMISSION_DENIED")
+    assert "5123" not in plaintext.stdout + plaintext.stderr
+
+    find = client("registration", "find", "--type", "phone", stdin="0037251234567\n")
+    assert find.returncode == 0, find.stderr
+    assert subject in json.loads(find.stdout)["subjectIds"]
+
+    deleted = client("deletion", "delete-field", subject, "phone")
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout)["field"] == "phone"
+
+    gone = client("registration", "get", subject, "phone")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith("NOT_FOUND")
+
+    health = client("admin", "health")
+    assert health.returncode == 0, health.stderr
+    assert health.stdout.strip() == "SERVING"
+
+
+def test_health_fails_when_nothing_listens(
+    initialised: tuple[Path, str], run_vault: RunVault
+) -> None:
+    data_dir, _ = initialised
+    # A port that is bound but not listening refuses every connection.
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{bound.getsockname()[1]}"
+        done = run_vault("health", "--data-dir", str(data_dir), "--as", "admin", "--target", target)
+    assert done.returncode == 1
+    assert done.stderr.startswith("UNAVAILABLE")
+    assert "SERVING" not in done.stdout
