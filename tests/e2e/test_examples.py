@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import pytest
-from conftest import VaultServer
 
 from clients import checkout, registration
+
+if TYPE_CHECKING:
+    from conftest import VaultServer
 
 pytestmark = pytest.mark.e2e
 
