@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import drop_postgres_database, new_postgres_database
+from pg_databases import drop_postgres_database, new_postgres_database
 from sqlalchemy import text
 
 from vault.audit.log import AuditLog

@@ -16,12 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pg_databases import drop_postgres_database, new_postgres_database
 
 from vault.client import VaultClient
 
@@ -122,23 +122,13 @@ class VaultServer:
         return self.returncode
 
 
-def _root_conftest(config: pytest.Config) -> types.ModuleType:
-    """``tests/conftest.py`` as pytest loaded it (its PostgreSQL helpers and probe)."""
-    path = Path(__file__).resolve().parent.parent / "conftest.py"
-    module = config.pluginmanager.get_plugin(str(path))
-    if module is None:
-        raise RuntimeError(f"{path} is not loaded as a conftest")
-    return module  # type: ignore[no-any-return]
-
-
 def _serve(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, store: str
 ) -> Iterator[VaultServer]:
     """Start a server on ``store`` ("sqlite" or "postgres"); stop it and check exit 0."""
-    root = _root_conftest(request.config)
     # The function-scoped ``postgres_url`` fixture cannot feed a module-scoped
     # server, so its two helpers are called directly: same probe, same skip reason.
-    database_url = root.new_postgres_database() if store == "postgres" else None
+    database_url = new_postgres_database() if store == "postgres" else None
     try:
         server = VaultServer(tmp_path_factory.mktemp(f"vault-{store}"), database_url=database_url)
         try:
@@ -148,7 +138,7 @@ def _serve(
         assert code == 0, f"vault server exited with {code}:\n{server.output}"
     finally:
         if database_url is not None:
-            root.drop_postgres_database(database_url)
+            drop_postgres_database(database_url)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
