@@ -10,6 +10,7 @@ part (value vs. view), it fails authentication instead of decrypting.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from typing import Final
 
@@ -32,14 +33,16 @@ class InvalidCiphertextError(Exception):
     """
 
 
+_LENGTH = struct.Struct(">I").pack
+
+
 def encode_context(label: bytes, *parts: str) -> bytes:
     """Length-prefix each part so that no two different tuples encode alike."""
-    out = bytearray(label)
+    out = [label]
     for part in parts:
         raw = part.encode()
-        out += len(raw).to_bytes(4, "big")
-        out += raw
-    return bytes(out)
+        out += (_LENGTH(len(raw)), raw)
+    return b"".join(out)
 
 
 def new_key(rng: RandomSource = os.urandom) -> bytes:
@@ -78,11 +81,17 @@ def subject_key_context(subject_id: str, key_id: str) -> bytes:
     return encode_context(b"pii-vault/subject-key", subject_id, key_id) + _VERSION_SUFFIX
 
 
+_VALUE_SUFFIX: Final = _LENGTH(len(VALUE_PART)) + VALUE_PART.encode() + _VERSION_SUFFIX
+_VIEW_SUFFIX: Final = _LENGTH(len(VIEW_PART)) + VIEW_PART.encode() + _VERSION_SUFFIX
+_V1_BYTE: Final = bytes((FORMAT_V1,))
+
+
 class FieldCipher:
     """AES-256-GCM under one field's data key, bound to where the value lives.
 
-    The associated data for both parts is computed once, so the warm path of
-    a read is one cache lookup and one ``AESGCM.decrypt``.
+    The associated data for both parts is computed once, and the open and
+    seal methods call ``AESGCM`` directly: the warm path of a read is one
+    cache lookup and one ``AESGCM.decrypt``.
     """
 
     __slots__ = ("_aad_value", "_aad_view", "_aead", "_rng", "owner")
@@ -98,29 +107,40 @@ class FieldCipher:
         if len(key) != KEY_BYTES:
             raise ValueError("a data key is 32 bytes")
         self._aead = AESGCM(key)
-        self._aad_value = (
-            encode_context(b"pii-vault/value", subject_id, field, dek_id, VALUE_PART)
-            + _VERSION_SUFFIX
-        )
-        self._aad_view = (
-            encode_context(b"pii-vault/value", subject_id, field, dek_id, VIEW_PART)
-            + _VERSION_SUFFIX
-        )
+        prefix = encode_context(b"pii-vault/value", subject_id, field, dek_id)
+        self._aad_value = prefix + _VALUE_SUFFIX
+        self._aad_view = prefix + _VIEW_SUFFIX
         self._rng = rng
         self.owner = (subject_id, field)
         """The (subject, field) this key belongs to; checked against the row read."""
 
     def seal_value(self, plaintext: bytes) -> bytes:
-        return seal(self._aead, plaintext, self._aad_value, self._rng)
+        nonce = self._rng(NONCE_BYTES)
+        return _V1_BYTE + nonce + self._aead.encrypt(nonce, plaintext, self._aad_value)
 
     def seal_view(self, plaintext: bytes) -> bytes:
-        return seal(self._aead, plaintext, self._aad_view, self._rng)
+        nonce = self._rng(NONCE_BYTES)
+        return _V1_BYTE + nonce + self._aead.encrypt(nonce, plaintext, self._aad_view)
 
+    # open_value and open_view repeat their few lines instead of sharing a helper:
+    # one Python call is a tenth of an AES-GCM open on the warm read path.
     def open_value(self, blob: bytes) -> bytes:
-        return open_sealed(self._aead, blob, self._aad_value)
+        # A short or malformed blob makes AESGCM raise too (a 0-byte nonce is a
+        # ValueError, a missing tag an InvalidTag): no separate length checks.
+        try:
+            if blob[0] == FORMAT_V1:
+                return self._aead.decrypt(blob[1:_HEADER], blob[_HEADER:], self._aad_value)
+        except (InvalidTag, ValueError, IndexError):
+            pass
+        raise InvalidCiphertextError
 
     def open_view(self, blob: bytes) -> bytes:
-        return open_sealed(self._aead, blob, self._aad_view)
+        try:
+            if blob[0] == FORMAT_V1:
+                return self._aead.decrypt(blob[1:_HEADER], blob[_HEADER:], self._aad_view)
+        except (InvalidTag, ValueError, IndexError):
+            pass
+        raise InvalidCiphertextError
 
 
 def wrap_data_key(

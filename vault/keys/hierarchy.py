@@ -68,6 +68,8 @@ class KeyHierarchy:
         self.subject_keys: KeyCache[AESGCM] = KeyCache(subject_limits or CacheLimits())
         self.data_keys: KeyCache[FieldCipher] = KeyCache(data_limits or CacheLimits())
         self._rng = rng
+        self.cached_cipher = self.data_keys.get
+        """The warm path: a cipher for a ``dek_id`` if one is cached and in bounds."""
 
     # -- subject keys ---------------------------------------------------
     def new_subject_key(self, subject_id: str) -> SubjectKeyMaterial:
@@ -102,10 +104,6 @@ class KeyHierarchy:
         cipher = FieldCipher(dek, subject.subject_id, field, dek_id, self._rng)
         self.data_keys.put(dek_id, cipher)
         return DataKeyMaterial(dek_id, subject.subject_id, field, subject.key_id, wrapped), cipher
-
-    def cached_cipher(self, dek_id: str) -> FieldCipher | None:
-        """The warm path: a cipher for ``dek_id`` if one is cached and in bounds."""
-        return self.data_keys.get(dek_id)
 
     def open_data_key(self, material: DataKeyMaterial, subject: SubjectKeyMaterial) -> FieldCipher:
         """The cold path: unwrap the subject key (if needed) and the data key."""

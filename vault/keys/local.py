@@ -71,6 +71,7 @@ class LocalKeyProvider:
         self._rng = rng
         self._lock = threading.Lock()
         self._kek_id, self._current, self._keys, self._info = self._load()
+        self._prefixes: dict[int, bytes] = {}
 
     def _load(self) -> tuple[str, int, dict[int, AESGCM], list[MasterKeyInfo]]:
         try:
@@ -107,7 +108,11 @@ class LocalKeyProvider:
         return kek_id, current, keys, info
 
     def _context(self, context: bytes, version: int) -> bytes:
-        return encode_context(b"pii-vault/kek", self._kek_id, str(version)) + context
+        prefix = self._prefixes.get(version)
+        if prefix is None:
+            prefix = encode_context(b"pii-vault/kek", self._kek_id, str(version))
+            self._prefixes[version] = prefix
+        return prefix + context
 
     def wrap(self, key: bytes, context: bytes) -> WrappedKey:
         version = self._current
