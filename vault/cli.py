@@ -236,6 +236,7 @@ def run_serve(args: argparse.Namespace) -> int:
     log.info("pii-vault serving on %s:%d (%s)", host, port, "plaintext" if tls is None else "mTLS")
     print(f"listening on {host}:{port}", flush=True)
     serve_until_signalled(server, health, settings.grace_seconds)
+    app.vault.close()
     app.store.dispose()
     return 0
 

@@ -52,6 +52,7 @@ from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy, View
 from vault.storage import repository as repo
 from vault.storage.database import Store, Tx, WriteConflictError
+from vault.storage.hot_reads import HotReads
 
 Clock = Callable[[], datetime]
 _VIEWS = {"masked": View.MASKED, "token": View.TOKEN, "plaintext": View.PLAINTEXT}
@@ -75,8 +76,10 @@ class Vault:
         limits: Limits | None = None,
         clock: Clock = utc_now,
         rng: RandomSource = os.urandom,
+        hot_reads: HotReads | None = None,
     ) -> None:
         self._store = store
+        self._hot = hot_reads or HotReads(store.data_url)
         self._keys = keys
         self._indexer = indexer
         self._policy = policy
@@ -84,6 +87,9 @@ class Vault:
         self.limits = limits or Limits()
         self._clock = clock
         self._rng = rng
+
+    def close(self) -> None:
+        self._hot.dispose()
 
     # -- policy and audit ------------------------------------------------------
     def _require(
@@ -97,7 +103,12 @@ class Vault:
         view: View | None = None,
         purpose: str = "",
     ) -> None:
-        decision = self._policy().decide(
+        policy = self._policy()
+        if policy.allows(
+            caller, action, field_type=field_type, field=field or None, view=view, purpose=purpose
+        ):
+            return
+        decision = policy.decide(
             caller, action, field_type=field_type, field=field or None, view=view, purpose=purpose
         )
         if not decision.allowed:
@@ -277,25 +288,7 @@ class Vault:
         self._require(
             caller, Action.GET, subject_id=subject_id, field=field, view=wanted, purpose=purpose
         )
-        for attempt in (1, 2):
-            with self._store.read() as tx:
-                stored = self._stored_field(tx, subject_id, field)
-                self._require(
-                    caller,
-                    Action.GET,
-                    subject_id=subject_id,
-                    field=field,
-                    field_type=stored.field_type,
-                    view=wanted,
-                    purpose=purpose,
-                )
-                try:
-                    cipher = self._cipher(tx, stored)
-                    break
-                except _DataKeyGoneError:
-                    # Replaced or deleted between our two statements: read again.
-                    if attempt == 2:
-                        raise DataLoss("the field's data key is missing") from None
+        stored, cipher = self._locate(caller, subject_id, field, wanted, purpose)
         if wanted is View.PLAINTEXT:
             read = FieldRead(
                 self._view(stored, cipher, with_token=True), self._value(stored, cipher)
@@ -311,6 +304,37 @@ class Vault:
             )
             return read
         return FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
+
+    def _locate(
+        self, caller: str, subject_id: str, field: str, wanted: View, purpose: str
+    ) -> tuple[repo.StoredField, FieldCipher]:
+        """The hot path: one row read, the policy, and a cached data key if there is one."""
+        for attempt in (1, 2):
+            stored = self._hot.get_field(subject_id, field)
+            if stored is None:
+                with self._store.read() as tx:
+                    self._raise_missing(tx, subject_id, "field not found")
+                raise AssertionError("unreachable")
+            self._require(
+                caller,
+                Action.GET,
+                subject_id=subject_id,
+                field=field,
+                field_type=stored.field_type,
+                view=wanted,
+                purpose=purpose,
+            )
+            cipher = self._keys.cached_cipher(stored.dek_id)
+            if cipher is not None and cipher.owner == (subject_id, field):
+                return stored, cipher
+            try:
+                with self._store.read() as tx:
+                    return stored, self._cipher(tx, stored)
+            except _DataKeyGoneError:
+                # Replaced or deleted between the two reads: read the row again.
+                if attempt == 2:
+                    break
+        raise DataLoss("the field's data key is missing")
 
     def batch_get(self, caller: str, items: Sequence[GetRequest]) -> list[FieldRead | VaultError]:
         if len(items) > self.limits.max_batch:

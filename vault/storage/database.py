@@ -89,6 +89,7 @@ class Store:
     """The data store and the key store, and transactions across them."""
 
     def __init__(self, data_url: str, key_url: str | None = None) -> None:
+        self.data_url = data_url
         self.data_engine = make_engine(data_url)
         self.split = bool(key_url) and normalise_url(key_url or "") != normalise_url(data_url)
         self.key_engine = make_engine(key_url) if self.split and key_url else self.data_engine

@@ -79,7 +79,7 @@ class AuditRecord:
     detail: str = ""
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; every time the vault stores is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -186,7 +186,7 @@ _FIELD_COLUMNS = (
 
 
 def _stored(row: Row[*tuple[Any, ...]]) -> StoredField:
-    return StoredField(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _aware(row[7]))
+    return StoredField(row[0], row[1], row[2], row[3], row[4], row[5], row[6], aware(row[7]))
 
 
 # Rows of a shredded subject are never read back, whatever lingers (a field
@@ -197,7 +197,7 @@ _LIVE_FIELDS = (
     .where(_subjects.c.state != SHREDDED)
 )
 # Built once: statement construction costs more than the SQLite query itself.
-_GET_FIELD = _LIVE_FIELDS.where(
+GET_FIELD = _LIVE_FIELDS.where(
     _fields.c.subject_id == bindparam("subject_id"), _fields.c.field == bindparam("field")
 )
 _LIST_FIELDS = _LIVE_FIELDS.where(_fields.c.subject_id == bindparam("subject_id")).order_by(
@@ -207,7 +207,7 @@ _FIELD_BY_TOKEN = _LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest
 
 
 def get_field(conn: Connection, subject_id: str, field: str) -> StoredField | None:
-    row = conn.execute(_GET_FIELD, {"subject_id": subject_id, "field": field}).first()
+    row = conn.execute(GET_FIELD, {"subject_id": subject_id, "field": field}).first()
     return None if row is None else _stored(row)
 
 
@@ -361,7 +361,7 @@ def audit_events(conn: Connection, subject_id: str | None = None) -> list[AuditR
         statement = statement.where(_audit.c.subject_id == subject_id)
     return [
         AuditRecord(
-            _aware(r.time),
+            aware(r.time),
             r.caller,
             r.action,
             r.subject_id,
