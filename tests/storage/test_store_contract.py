@@ -109,9 +109,8 @@ def test_upgrade_is_idempotent(store: Store) -> None:
     migrate.upgrade(store)
     with store.read() as tx:
         assert repo.subject_state(tx.data, "s-1") == repo.ACTIVE
-        assert tx.data.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0001"
-        ]
+        versions = tx.data.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        assert len(versions) == 1  # one head, applied once
 
 
 # -- subjects -----------------------------------------------------------------------------
@@ -427,8 +426,10 @@ def test_split_store_keeps_keys_and_data_apart(split_store: Store) -> None:
         for table in KEY_TABLES:
             assert count(keys, table) >= 1, table
             assert count(data, table) == 0, table
-        for table in DATA_TABLES:
+        written = ("subjects", "fields", "blind_index", "idempotency_keys", "audit_events")
+        for table in written:
             assert count(data, table) >= 1, table
+        for table in DATA_TABLES:
             assert count(keys, table) == 0, table
     with split_store.read() as tx:
         assert repo.subject_key_for(tx.keys, "s-1") == subject_key("s-1")

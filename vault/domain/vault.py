@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 from sqlalchemy import Connection
@@ -228,10 +228,11 @@ class Vault:
                 cipher.seal_view(_encode_view(normal.masked, token, normal.facts)),
                 now,
             )
+            expires_on = _expiry(normal.facts)
             if old is None:
-                repo.insert_field(tx.data, stored, token_digest(token), now)
+                repo.insert_field(tx.data, stored, token_digest(token), now, expires_on)
             else:
-                repo.replace_field(tx.data, stored, token_digest(token))
+                repo.replace_field(tx.data, stored, token_digest(token), expires_on)
                 replaced_dek = old.dek_id
                 tx.delete_keys_after_commit(_delete_data_key(old.dek_id))
             digest = (
@@ -472,6 +473,15 @@ class Vault:
 
 class _DataKeyGoneError(Exception):
     """A row's data key vanished under a concurrent replace or delete."""
+
+
+def _expiry(facts: Facts) -> date | None:
+    """The last day a card is valid (the end of its expiry month)."""
+    if not facts.card_exp_year:
+        return None
+    year, month = facts.card_exp_year, facts.card_exp_month
+    first_of_next = date(year + month // 12, month % 12 + 1, 1)
+    return first_of_next - timedelta(days=1)
 
 
 def _encode_view(masked: str, token: str, facts: Facts) -> bytes:

@@ -9,9 +9,11 @@ ciphertext it opens. Both groups are created by the same migrations.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
+    Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,7 +88,11 @@ class SubjectRow(Base):
     subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    hold_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    hold_set_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    shredded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class FieldRow(Base):
@@ -103,6 +110,9 @@ class FieldRow(Base):
     view_ct: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Last day a card is valid, so retention can find expired cards without
+    # decrypting anything; NULL for every other type.
+    expires_on: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
 
 
 class BlindIndexRow(Base):
@@ -128,6 +138,31 @@ class IdempotencyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ShredReceiptRow(Base):
+    """A signed shred receipt, kept so that repeating a request_id returns it."""
+
+    __tablename__ = "shred_receipts"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    signing_key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingShredRow(Base):
+    """A shred refused under a legal hold, carried out when the hold is released."""
+
+    __tablename__ = "pending_shreds"
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(200))
+    caller: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class AuditEventRow(Base):
     """An audit event: who did what to which field, never a value."""
 
@@ -147,4 +182,12 @@ class AuditEventRow(Base):
 
 
 KEY_TABLES = ("subject_keys", "data_keys", "index_keys")
-DATA_TABLES = ("subjects", "fields", "blind_index", "idempotency_keys", "audit_events")
+DATA_TABLES = (
+    "subjects",
+    "fields",
+    "blind_index",
+    "idempotency_keys",
+    "shred_receipts",
+    "pending_shreds",
+    "audit_events",
+)

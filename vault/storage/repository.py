@@ -8,7 +8,7 @@ read path uses SQLAlchemy Core statements built once at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
@@ -222,7 +222,11 @@ def field_by_token(conn: Connection, digest: bytes) -> StoredField | None:
 
 
 def insert_field(
-    conn: Connection, stored: StoredField, token_digest: bytes, created_at: datetime
+    conn: Connection,
+    stored: StoredField,
+    token_digest: bytes,
+    created_at: datetime,
+    expires_on: date | None = None,
 ) -> None:
     conn.execute(
         insert(_fields).values(
@@ -236,11 +240,14 @@ def insert_field(
             view_ct=stored.view_ct,
             created_at=created_at,
             updated_at=stored.updated_at,
+            expires_on=expires_on,
         )
     )
 
 
-def replace_field(conn: Connection, stored: StoredField, token_digest: bytes) -> None:
+def replace_field(
+    conn: Connection, stored: StoredField, token_digest: bytes, expires_on: date | None = None
+) -> None:
     conn.execute(
         update(_fields)
         .where(_fields.c.subject_id == stored.subject_id, _fields.c.field == stored.field)
@@ -252,6 +259,7 @@ def replace_field(conn: Connection, stored: StoredField, token_digest: bytes) ->
             value_ct=stored.value_ct,
             view_ct=stored.view_ct,
             updated_at=stored.updated_at,
+            expires_on=expires_on,
         )
     )
 
