@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2
 
 from vault import config
 from vault.client import DEFAULT_TARGET, VaultClient
+from vault.domain.shredding import receipt_document, verify_receipt_document
 from vault.v1 import vault_pb2 as pb
 
 log = logging.getLogger("vault")
@@ -94,6 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("subject_id")
     delete.add_argument("field")
 
+    shred = commands.add_parser("shred", help="crypto-shred a subject and save its receipt")
+    _add_client(shred)
+    shred.add_argument("subject_id")
+    shred.add_argument("--reason", required=True)
+    shred.add_argument("--request-id", required=True, help="repeat it to get the same receipt")
+    shred.add_argument("--receipt-out", help="write the signed receipt to this file")
+
+    hold = commands.add_parser("hold", help="set or release a legal hold")
+    _add_client(hold)
+    hold.add_argument("subject_id")
+    hold.add_argument("--release", action="store_true")
+    hold.add_argument("--reason", default="")
+
+    receipts = commands.add_parser("receipts", help="check shred receipts")
+    receipt_commands = receipts.add_subparsers(dest="receipts_command", required=True)
+    verify = receipt_commands.add_parser("verify", help="verify a receipt file's signature")
+    _add_data_dir(verify)
+    verify.add_argument("file")
+    verify.add_argument("--public-key", help="receipt public key (default DIR/receipt-signing.pub)")
+
     health = commands.add_parser("health", help="exit 0 when the vault answers SERVING")
     _add_client(health)
     return parser
@@ -164,6 +185,24 @@ def run_client(args: argparse.Namespace) -> int:
                         pb.DeleteFieldRequest(subject_id=args.subject_id, field=args.field)
                     )
                 )
+            elif args.command == "shred":
+                receipt = client.vault.ShredSubject(
+                    pb.ShredSubjectRequest(
+                        subject_id=args.subject_id, reason=args.reason, request_id=args.request_id
+                    )
+                ).receipt
+                document = receipt_document(receipt.payload, receipt.signature)
+                text = json.dumps(document, indent=2, sort_keys=True)
+                if args.receipt_out:
+                    Path(args.receipt_out).write_text(text + "\n")
+                print(text)
+            elif args.command == "hold":
+                answer = client.vault.SetLegalHold(
+                    pb.SetLegalHoldRequest(
+                        subject_id=args.subject_id, hold=not args.release, reason=args.reason
+                    )
+                )
+                print("held" if answer.hold else "released")
             elif args.command == "health":
                 answer = client.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
                 serving = answer.status == health_pb2.HealthCheckResponse.SERVING
@@ -173,6 +212,26 @@ def run_client(args: argparse.Namespace) -> int:
             print(f"{error.code().name}: {error.details()}", file=sys.stderr)
             return 1
     return 0
+
+
+def run_receipts(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir or os.environ.get("VAULT_DATA_DIR", config.DEFAULT_DATA_DIR))
+    public_key = Path(args.public_key or data_dir / "receipt-signing.pub")
+    try:
+        document = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError) as error:
+        print(f"cannot read receipt {args.file}: {type(error).__name__}", file=sys.stderr)
+        return 2
+    if verify_receipt_document(document, public_key.read_bytes()):
+        receipt = document["receipt"]
+        print(
+            f"valid: subject {receipt['subject_id']} shredded at {receipt['shredded_at']}, "
+            f"{receipt['fields_destroyed']} fields; backups unreadable after "
+            f"{receipt['backup_horizon']}"
+        )
+        return 0
+    print("INVALID: the receipt was edited or not signed by this key", file=sys.stderr)
+    return 1
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -223,6 +282,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = build_app(settings)
     server, port, health = build_server(
         app.vault,
+        app.shredder,
         ServerOptions(
             listen=settings.listen,
             tls=tls,
@@ -290,4 +350,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_init(args)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "receipts":
+        return run_receipts(args)
     return run_client(args)

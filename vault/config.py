@@ -28,6 +28,8 @@ class Settings:
     max_message_bytes: int = 256 * 1024
     plaintext: bool = False
     grace_seconds: float = 10.0
+    receipt_key_path: Path | None = None
+    rotation_days: int = 30
 
     @property
     def effective_database_url(self) -> str:
@@ -45,6 +47,10 @@ class Settings:
     def effective_policy_path(self) -> Path:
         return self.policy_path or self.data_dir / "policy.toml"
 
+    @property
+    def effective_receipt_key_path(self) -> Path:
+        return self.receipt_key_path or self.data_dir / "receipt-signing.key"
+
 
 ENV_NAMES = {
     "data_dir": "VAULT_DATA_DIR",
@@ -56,6 +62,8 @@ ENV_NAMES = {
     "workers": "VAULT_WORKERS",
     "threads": "VAULT_THREADS",
     "max_message_bytes": "VAULT_MAX_MESSAGE_BYTES",
+    "receipt_key_path": "VAULT_RECEIPT_KEY",
+    "rotation_days": "VAULT_ROTATION_DAYS",
 }
 
 
@@ -74,11 +82,13 @@ def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = No
             values[key] = overrides[key]
     data_dir = Path(str(values.pop("data_dir", DEFAULT_DATA_DIR)))
     policy = values.pop("policy_path", None)
-    for name in ("workers", "threads", "max_message_bytes"):
+    receipt_key = values.pop("receipt_key_path", None)
+    for name in ("workers", "threads", "max_message_bytes", "rotation_days"):
         if name in values:
             values[name] = int(str(values[name]))
     return Settings(
         data_dir=data_dir,
         policy_path=Path(str(policy)) if policy else None,
+        receipt_key_path=Path(str(receipt_key)) if receipt_key else None,
         **values,  # type: ignore[arg-type]
     )

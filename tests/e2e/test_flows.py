@@ -393,12 +393,6 @@ def test_batch_get_answers_each_item_in_order(vault_server: VaultServer, subject
     "call",
     [
         pytest.param(
-            lambda stub, subject: stub.ShredSubject(
-                pb.ShredSubjectRequest(subject_id=subject, reason="test", request_id="r-1")
-            ),
-            id="ShredSubject",
-        ),
-        pytest.param(
             lambda stub, subject: stub.ExportSubject(
                 pb.ExportSubjectRequest(subject_id=subject, purpose="dsar")
             ),

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from vault.audit.log import AuditLog
@@ -15,7 +17,9 @@ from vault.bootstrap.pki import TlsPaths, create_dev_pki
 from vault.config import Settings
 from vault.crypto.blind_index import BlindIndexer
 from vault.crypto.envelope import encode_context, new_key
+from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.crypto.tokens import new_id
+from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault, utc_now
 from vault.fields.base import FieldType
 from vault.keys.cache import CacheLimits
@@ -74,6 +78,52 @@ def load_index_keys(store: Store, provider: KeyProvider) -> BlindIndexer:
     return BlindIndexer(keys)
 
 
+def create_receipt_key(path: Path) -> None:
+    """The Ed25519 key that signs shred receipts, and its public half beside it."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(new_signing_key_pem())
+    signer = ReceiptSigner.from_pem(path.read_bytes())
+    public = path.with_suffix(".pub")
+    public.write_bytes(signer.public_pem())
+    os.chmod(public, 0o644)
+
+
+def load_receipt_signer(path: Path) -> ReceiptSigner:
+    if not path.exists():
+        # A data directory made before receipts existed: make the key once.
+        create_receipt_key(path)
+    if path.stat().st_mode & 0o077:
+        raise PermissionError(f"receipt signing key {path} is group- or world-accessible")
+    return ReceiptSigner.from_pem(path.read_bytes())
+
+
+def backup_horizon_for(
+    provider: KeyProvider, rotation: timedelta
+) -> Callable[[datetime], datetime]:
+    """When no backup taken now can open anything any more.
+
+    A backup holds subject keys wrapped under the master key versions in use
+    today. The newest of them is rotated out ``rotation`` after it was made;
+    rewrapping and retiring it take at most ``RETIRE_GRACE`` more. After that
+    the backup's wrapped keys have no master key left that opens them.
+    """
+
+    def horizon(now: datetime) -> datetime:
+        created = [
+            datetime.fromisoformat(v.created_at)
+            for v in provider.versions()
+            if v.state != "retired" and v.created_at
+        ]
+        newest = max(created, default=now)
+        return max(newest + rotation, now) + RETIRE_GRACE
+
+    return horizon
+
+
+RETIRE_GRACE = timedelta(days=1)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -81,6 +131,7 @@ class App:
     vault: Vault
     policy: PolicyHolder
     keys: KeyHierarchy
+    shredder: Shredder
 
 
 def build_app(
@@ -97,7 +148,17 @@ def build_app(
     policy = PolicyHolder(settings.effective_policy_path)
     audit = AuditLog(store, utc_now)
     vault = Vault(store, keys, indexer, policy, audit)
-    return App(settings, store, vault, policy, keys)
+    shredder = Shredder(
+        store,
+        keys,
+        load_receipt_signer(settings.effective_receipt_key_path),
+        policy,
+        audit,
+        backup_horizon=backup_horizon_for(provider, timedelta(days=settings.rotation_days)),
+        clock=utc_now,
+        after_shred=store.checkpoint,
+    )
+    return App(settings, store, vault, policy, keys, shredder)
 
 
 def is_initialised(data_dir: Path) -> bool:
@@ -117,6 +178,8 @@ def init_data_dir(data_dir: Path) -> list[Path]:
     policy = data_dir / "policy.toml"
     if not policy.exists():
         policy.write_text(DEFAULT_POLICY_TOML)
+    receipt_key = data_dir / "receipt-signing.key"
+    create_receipt_key(receipt_key)
     settings = Settings(data_dir=data_dir)
     store = Store(settings.effective_database_url)
     try:
@@ -124,4 +187,13 @@ def init_data_dir(data_dir: Path) -> list[Path]:
         load_index_keys(store, provider_from_uri(settings.effective_key_provider))
     finally:
         store.dispose()
-    return [keyring, tls.ca_cert, tls.server_cert, tls.clients_dir, policy, data_dir / "vault.db"]
+    return [
+        keyring,
+        tls.ca_cert,
+        tls.server_cert,
+        tls.clients_dir,
+        policy,
+        receipt_key,
+        receipt_key.with_suffix(".pub"),
+        data_dir / "vault.db",
+    ]

@@ -264,8 +264,23 @@ class Vault:
         self._require(
             caller, Action.DELETE, subject_id=subject_id, field=field, field_type=field_type
         )
+        with self._store.read() as tx:
+            subject = repo.subject_record(tx.data, subject_id)
+        if subject is not None and subject.legal_hold:
+            self._audit.record(
+                caller,
+                "delete",
+                subject_id=subject_id,
+                field=field,
+                outcome="refused",
+                status_code="FAILED_PRECONDITION",
+                detail="legal hold",
+            )
+            raise FailedPrecondition("subject is under a legal hold; nothing of it may be deleted")
         with self._store.write() as tx:
             stored = self._stored_field(tx, subject_id, field)
+            if repo.subject_record(tx.data, subject_id, lock=True).legal_hold:  # type: ignore[union-attr]
+                raise FailedPrecondition("subject is under a legal hold")
             if stored.field_type != field_type:
                 raise FailedPrecondition("the field changed type while it was deleted; retry")
             repo.delete_field(tx.data, subject_id, field)

@@ -99,6 +99,29 @@ class Store:
         if self.split:
             self.key_engine.dispose()
 
+    def engines(self) -> tuple[Engine, ...]:
+        return (self.data_engine, self.key_engine) if self.split else (self.data_engine,)
+
+    def checkpoint(self) -> None:
+        """Move SQLite's WAL into the database file and truncate it.
+
+        With ``secure_delete`` the deleted rows are zeroed in the database
+        pages; truncating the WAL removes the older page images it still holds.
+        A busy reader only delays this to the next checkpoint.
+        """
+        for engine in self.engines():
+            if is_sqlite(engine):
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def vacuum_keys(self) -> None:
+        """PostgreSQL: reclaim dead key rows now instead of waiting for autovacuum."""
+        if is_sqlite(self.key_engine):
+            return
+        with self.key_engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("VACUUM subject_keys, data_keys")
+
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """Reads see each statement's committed state (as PostgreSQL's READ COMMITTED).

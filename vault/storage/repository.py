@@ -22,6 +22,8 @@ from vault.storage.models import (
     FieldRow,
     IdempotencyRow,
     IndexKeyRow,
+    PendingShredRow,
+    ShredReceiptRow,
     SubjectKeyRow,
     SubjectRow,
 )
@@ -382,3 +384,199 @@ def audit_events(conn: Connection, subject_id: str | None = None) -> list[AuditR
         )
         for r in conn.execute(statement)
     ]
+
+
+# -- shredding and legal holds -----------------------------------------------------------------
+_receipts = cast(Table, ShredReceiptRow.__table__)
+_pending = cast(Table, PendingShredRow.__table__)
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    subject_id: str
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    legal_hold: bool
+    hold_reason: str
+    shredded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    request_id: str
+    subject_id: str
+    payload: bytes
+    signature: bytes
+    signing_key_id: str
+
+
+@dataclass(frozen=True)
+class PendingShred:
+    subject_id: str
+    request_id: str
+    reason: str
+    caller: str
+    requested_at: datetime
+
+
+def subject_record(
+    conn: Connection, subject_id: str, *, lock: bool = False
+) -> SubjectRecord | None:
+    statement = select(_subjects).where(_subjects.c.subject_id == subject_id)
+    if lock:
+        statement = statement.with_for_update()
+    row = conn.execute(statement).first()
+    if row is None:
+        return None
+    r = row._mapping
+    return SubjectRecord(
+        r["subject_id"],
+        r["state"],
+        aware(r["created_at"]),
+        aware(r["updated_at"]),
+        bool(r["legal_hold"]),
+        r["hold_reason"] or "",
+        None if r["shredded_at"] is None else aware(r["shredded_at"]),
+    )
+
+
+def insert_tombstone(conn: Connection, subject_id: str, now: datetime) -> None:
+    conn.execute(
+        insert(_subjects).values(
+            subject_id=subject_id,
+            state=SHREDDED,
+            created_at=now,
+            updated_at=now,
+            legal_hold=False,
+            shredded_at=now,
+        )
+    )
+
+
+def mark_shredded(conn: Connection, subject_id: str, now: datetime) -> None:
+    conn.execute(
+        update(_subjects)
+        .where(_subjects.c.subject_id == subject_id)
+        .values(state=SHREDDED, shredded_at=now, updated_at=now)
+    )
+
+
+def set_legal_hold(
+    conn: Connection, subject_id: str, hold: bool, reason: str, now: datetime
+) -> None:
+    conn.execute(
+        update(_subjects)
+        .where(_subjects.c.subject_id == subject_id)
+        .values(
+            legal_hold=hold, hold_reason=reason if hold else None, hold_set_at=now if hold else None
+        )
+    )
+
+
+def data_key_ids_of(conn: Connection, subject_id: str) -> list[str]:
+    rows = conn.execute(
+        select(_data_keys.c.dek_id)
+        .where(_data_keys.c.subject_id == subject_id)
+        .order_by(_data_keys.c.dek_id)
+    )
+    return [row[0] for row in rows]
+
+
+def count_fields(conn: Connection, subject_id: str) -> int:
+    rows = conn.execute(select(_fields.c.field).where(_fields.c.subject_id == subject_id))
+    return len(rows.all())
+
+
+def delete_subject_keys(conn: Connection, subject_id: str) -> None:
+    """Destroy every key of a subject: its data keys and its subject key."""
+    conn.execute(delete(_data_keys).where(_data_keys.c.subject_id == subject_id))
+    conn.execute(delete(_subject_keys).where(_subject_keys.c.subject_id == subject_id))
+
+
+def delete_subject_data(conn: Connection, subject_id: str) -> None:
+    """Delete ciphertexts, blind-index rows (with them the tokens) and idempotency records."""
+    conn.execute(delete(_index).where(_index.c.subject_id == subject_id))
+    conn.execute(delete(_idem).where(_idem.c.subject_id == subject_id))
+    conn.execute(delete(_fields).where(_fields.c.subject_id == subject_id))
+    conn.execute(delete(_pending).where(_pending.c.subject_id == subject_id))
+
+
+def receipt_by_request(conn: Connection, request_id: str) -> StoredReceipt | None:
+    row = conn.execute(select(_receipts).where(_receipts.c.request_id == request_id)).first()
+    return None if row is None else _receipt(row)
+
+
+def receipt_for_subject(conn: Connection, subject_id: str) -> StoredReceipt | None:
+    row = conn.execute(
+        select(_receipts)
+        .where(_receipts.c.subject_id == subject_id)
+        .order_by(_receipts.c.created_at)
+        .limit(1)
+    ).first()
+    return None if row is None else _receipt(row)
+
+
+def _receipt(row: Row[*tuple[Any, ...]]) -> StoredReceipt:
+    r = row._mapping
+    return StoredReceipt(
+        r["request_id"], r["subject_id"], r["payload"], r["signature"], r["signing_key_id"]
+    )
+
+
+def insert_receipt(conn: Connection, receipt: StoredReceipt, now: datetime) -> None:
+    conn.execute(
+        insert(_receipts).values(
+            request_id=receipt.request_id,
+            subject_id=receipt.subject_id,
+            payload=receipt.payload,
+            signature=receipt.signature,
+            signing_key_id=receipt.signing_key_id,
+            created_at=now,
+        )
+    )
+
+
+def pending_shred(conn: Connection, subject_id: str) -> PendingShred | None:
+    row = conn.execute(select(_pending).where(_pending.c.subject_id == subject_id)).first()
+    if row is None:
+        return None
+    r = row._mapping
+    return PendingShred(
+        r["subject_id"], r["request_id"], r["reason"], r["caller"], aware(r["requested_at"])
+    )
+
+
+def queue_shred(conn: Connection, pending: PendingShred) -> None:
+    conn.execute(delete(_pending).where(_pending.c.subject_id == pending.subject_id))
+    conn.execute(
+        insert(_pending).values(
+            subject_id=pending.subject_id,
+            request_id=pending.request_id,
+            reason=pending.reason,
+            caller=pending.caller,
+            requested_at=pending.requested_at,
+        )
+    )
+
+
+def expired_card_subjects(conn: Connection, before: date, limit: int) -> list[tuple[str, str]]:
+    """(subject, field) of cards whose last valid day is before ``before``."""
+    rows = conn.execute(
+        select(_fields.c.subject_id, _fields.c.field)
+        .where(_fields.c.expires_on.is_not(None), _fields.c.expires_on < before)
+        .order_by(_fields.c.expires_on)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def idle_subjects(conn: Connection, untouched_since: datetime, limit: int) -> list[str]:
+    """Active subjects not written since ``untouched_since``."""
+    rows = conn.execute(
+        select(_subjects.c.subject_id)
+        .where(_subjects.c.state == ACTIVE, _subjects.c.updated_at < untouched_since)
+        .order_by(_subjects.c.updated_at)
+        .limit(limit)
+    )
+    return [row[0] for row in rows]

@@ -8,6 +8,7 @@ from google.protobuf import timestamp_pb2
 from google.type import date_pb2, postal_address_pb2
 
 from vault.domain.model import FieldRead, FieldView
+from vault.domain.shredding import ShredReceipt
 from vault.errors import InvalidArgument, ResourceExhausted
 from vault.fields import base as f
 from vault.v1 import vault_pb2 as pb
@@ -151,3 +152,18 @@ def read_to_get_response(read: FieldRead) -> pb.GetFieldResponse:
     if read.value is not None:
         response.value.CopyFrom(value_to_proto(read.value))
     return response
+
+
+def receipt_to_proto(receipt: ShredReceipt) -> pb.ShredReceipt:
+    return pb.ShredReceipt(
+        subject_id=receipt.subject_id,
+        request_id=receipt.request_id,
+        reason=receipt.reason,
+        shredded_at=timestamp(receipt.shredded_at),
+        fields_destroyed=receipt.fields_destroyed,
+        key_ids=list(receipt.key_ids),
+        backup_horizon=timestamp(receipt.backup_horizon),
+        payload=receipt.payload,
+        signature=receipt.signature,
+        signing_key_id=receipt.signing_key_id,
+    )

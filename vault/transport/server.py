@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault
 from vault.transport.servicer import AuditServicer, KeyAdminServicer, VaultServicer
 from vault.v1 import vault_pb2
@@ -63,7 +64,7 @@ def is_loopback(listen: str) -> bool:
 
 
 def build_server(
-    vault: Vault, options: ServerOptions
+    vault: Vault, shredder: Shredder, options: ServerOptions
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it, the bound port and the health servicer."""
     if options.tls is None and not is_loopback(options.listen):
@@ -79,7 +80,10 @@ def build_server(
     )
     pb_grpc.add_VaultServiceServicer_to_server(
         VaultServicer(
-            vault, max_value_bytes=options.max_value_bytes, trust_metadata=options.tls is None
+            vault,
+            shredder,
+            max_value_bytes=options.max_value_bytes,
+            trust_metadata=options.tls is None,
         ),
         server,
     )

@@ -13,6 +13,7 @@ from typing import Any, Concatenate, NoReturn, TypeVar, cast
 import grpc
 
 from vault.domain.model import GetRequest
+from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault
 from vault.errors import InvalidArgument, ResourceExhausted, Unauthenticated, VaultError
 from vault.transport import convert
@@ -57,8 +58,16 @@ def rpc(
 
 
 class VaultServicer(pb_grpc.VaultServiceServicer):
-    def __init__(self, vault: Vault, *, max_value_bytes: int, trust_metadata: bool = False):
+    def __init__(
+        self,
+        vault: Vault,
+        shredder: Shredder,
+        *,
+        max_value_bytes: int,
+        trust_metadata: bool = False,
+    ):
         self._vault = vault
+        self._shredder = shredder
         self._max_value_bytes = max_value_bytes
         self.trust_metadata = trust_metadata
 
@@ -149,21 +158,29 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
             deleted_at=convert.timestamp(deleted_at),
         )
 
-    # Later issues implement these; until then they answer UNIMPLEMENTED.
+    @rpc
     def ShredSubject(  # noqa: N802
-        self, request: pb.ShredSubjectRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.ShredSubjectRequest, context: grpc.ServicerContext
     ) -> pb.ShredSubjectResponse:
-        unimplemented(context, "ShredSubject")
+        receipt = self._shredder.shred_subject(
+            caller, request.subject_id, request.reason, request.request_id
+        )
+        return pb.ShredSubjectResponse(receipt=convert.receipt_to_proto(receipt))
 
+    @rpc
+    def SetLegalHold(  # noqa: N802
+        self, caller: str, request: pb.SetLegalHoldRequest, context: grpc.ServicerContext
+    ) -> pb.SetLegalHoldResponse:
+        hold = self._shredder.set_legal_hold(
+            caller, request.subject_id, request.hold, request.reason
+        )
+        return pb.SetLegalHoldResponse(hold=hold)
+
+    # Later issues implement these; until then they answer UNIMPLEMENTED.
     def ExportSubject(  # noqa: N802
         self, request: pb.ExportSubjectRequest, context: grpc.ServicerContext
     ) -> pb.ExportSubjectResponse:
         unimplemented(context, "ExportSubject")
-
-    def SetLegalHold(  # noqa: N802
-        self, request: pb.SetLegalHoldRequest, context: grpc.ServicerContext
-    ) -> pb.SetLegalHoldResponse:
-        unimplemented(context, "SetLegalHold")
 
     def SetConsent(  # noqa: N802
         self, request: pb.SetConsentRequest, context: grpc.ServicerContext

@@ -1,0 +1,268 @@
+"""Crypto-shredding: erase a subject by destroying its keys, and prove it.
+
+ShredSubject deletes the subject key, every data key, the ciphertexts, the
+blind-index rows and the tokens in one transaction, leaves a tombstone so a
+lagging service cannot recreate the person, purges this process's key caches
+and returns an Ed25519-signed receipt. Other replicas never serve the subject
+again because every read starts from its (now deleted) field row; a cached
+data key without its row opens nothing.
+
+Legal holds: while a hold is set, ShredSubject, DeleteField and retention are
+refused with FAILED_PRECONDITION. A refused ShredSubject is *queued*: it is
+carried out when the hold is released, and repeating the same request_id
+afterwards returns its receipt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NoReturn
+
+from vault.audit.log import AuditLog
+from vault.crypto.signing import ReceiptSigner, verify
+from vault.domain.model import Limits, check_subject_id
+from vault.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from vault.keys.hierarchy import KeyHierarchy
+from vault.policy import Action, Policy
+from vault.storage import repository as repo
+from vault.storage.database import Store
+
+RECEIPT_FORMAT = 1
+MAX_REASON = 200
+MAX_REQUEST_ID = 128
+
+
+class SubjectHeldError(FailedPrecondition):
+    """The subject is under a legal hold: nothing of it may be destroyed."""
+
+
+@dataclass(frozen=True)
+class ShredReceipt:
+    subject_id: str
+    request_id: str
+    reason: str
+    shredded_at: datetime
+    fields_destroyed: int
+    key_ids: tuple[str, ...]
+    backup_horizon: datetime
+    payload: bytes
+    signature: bytes
+    signing_key_id: str
+
+    @classmethod
+    def from_signed(cls, payload: bytes, signature: bytes) -> ShredReceipt:
+        body = json.loads(payload)
+        return cls(
+            subject_id=body["subject_id"],
+            request_id=body["request_id"],
+            reason=body["reason"],
+            shredded_at=datetime.fromisoformat(body["shredded_at"]),
+            fields_destroyed=int(body["fields_destroyed"]),
+            key_ids=tuple(body["key_ids"]),
+            backup_horizon=datetime.fromisoformat(body["backup_horizon"]),
+            payload=payload,
+            signature=signature,
+            signing_key_id=body["signing_key_id"],
+        )
+
+
+def canonical_json(document: object) -> bytes:
+    """The one byte form receipts are signed in: sorted keys, no spaces, ASCII."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _check_text(value: str, name: str, limit: int) -> None:
+    if not value:
+        raise InvalidArgument(name, "is required")
+    if len(value) > limit:
+        raise InvalidArgument(name, f"is longer than {limit} characters")
+    if not value.isprintable():
+        raise InvalidArgument(name, "must be printable text")
+
+
+class Shredder:
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyHierarchy,
+        signer: ReceiptSigner,
+        policy: Callable[[], Policy],
+        audit: AuditLog,
+        *,
+        backup_horizon: Callable[[datetime], datetime],
+        clock: Callable[[], datetime],
+        limits: Limits | None = None,
+        after_shred: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._signer = signer
+        self._policy = policy
+        self._audit = audit
+        self._horizon = backup_horizon
+        self._clock = clock
+        self._limits = limits or Limits()
+        self._after_shred = after_shred
+
+    def _require(self, caller: str, action: Action, subject_id: str) -> None:
+        decision = self._policy().decide(caller, action)
+        if not decision.allowed:
+            self._audit.record(
+                caller,
+                str(action),
+                subject_id=subject_id,
+                outcome="denied",
+                status_code="PERMISSION_DENIED",
+            )
+            raise PermissionDenied(decision.reason)
+
+    # -- ShredSubject ------------------------------------------------------------
+    def shred_subject(
+        self, caller: str, subject_id: str, reason: str, request_id: str
+    ) -> ShredReceipt:
+        check_subject_id(subject_id, self._limits)
+        _check_text(reason, "reason", MAX_REASON)
+        _check_text(request_id, "request_id", MAX_REQUEST_ID)
+        self._require(caller, Action.SHRED, subject_id)
+        with self._store.read() as tx:
+            earlier = repo.receipt_by_request(tx.data, request_id)
+            subject = repo.subject_record(tx.data, subject_id)
+        if earlier is not None:
+            if earlier.subject_id != subject_id:
+                raise AlreadyExists("request_id was already used for another subject")
+            return ShredReceipt.from_signed(earlier.payload, earlier.signature)
+        if subject is not None and subject.legal_hold:
+            self._queue_under_hold(caller, subject_id, reason, request_id)
+        try:
+            return self.shred(caller, subject_id, reason, request_id)
+        except SubjectHeldError:  # the hold was set a moment ago
+            self._queue_under_hold(caller, subject_id, reason, request_id)
+
+    def _queue_under_hold(
+        self, caller: str, subject_id: str, reason: str, request_id: str
+    ) -> NoReturn:
+        now = self._clock()
+        with self._store.write() as tx:
+            repo.queue_shred(
+                tx.data, repo.PendingShred(subject_id, request_id, reason, caller, now)
+            )
+        self._audit.record(
+            caller,
+            "shred",
+            subject_id=subject_id,
+            outcome="refused",
+            status_code="FAILED_PRECONDITION",
+            detail="legal hold; queued until release",
+        )
+        raise FailedPrecondition(
+            "subject is under a legal hold; the shred is queued and runs when the hold is released"
+        )
+
+    def shred(self, caller: str, subject_id: str, reason: str, request_id: str) -> ShredReceipt:
+        """Destroy every key of the subject in one transaction; no policy check here.
+
+        Used by ShredSubject (after its checks), by hold release and by retention.
+        """
+        now = self._clock()
+        with self._store.write() as tx:
+            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            if subject is not None and subject.legal_hold:
+                raise SubjectHeldError("subject is under a legal hold")
+            if subject is not None and subject.state == repo.SHREDDED:
+                first = repo.receipt_for_subject(tx.data, subject_id)
+                if first is not None:
+                    return ShredReceipt.from_signed(first.payload, first.signature)
+            subject_key = repo.subject_key_for(tx.keys, subject_id)
+            dek_ids = repo.data_key_ids_of(tx.keys, subject_id)
+            fields = repo.count_fields(tx.data, subject_id)
+            # Keys first: with a separate key store they are committed first, and
+            # a failure after that leaves ciphertexts that nothing can open.
+            repo.delete_subject_keys(tx.keys, subject_id)
+            repo.delete_subject_data(tx.data, subject_id)
+            if subject is None:
+                repo.insert_tombstone(tx.data, subject_id, now)
+            else:
+                repo.mark_shredded(tx.data, subject_id, now)
+            key_ids = ([subject_key.key_id] if subject_key else []) + dek_ids
+            body = {
+                "format": RECEIPT_FORMAT,
+                "subject_id": subject_id,
+                "request_id": request_id,
+                "reason": reason,
+                "shredded_at": now.isoformat(),
+                "fields_destroyed": fields,
+                "key_ids": key_ids,
+                "backup_horizon": self._horizon(now).isoformat(),
+                "signing_key_id": self._signer.key_id,
+            }
+            payload = canonical_json(body)
+            stored = repo.StoredReceipt(
+                request_id, subject_id, payload, self._signer.sign(payload), self._signer.key_id
+            )
+            repo.insert_receipt(tx.data, stored, now)
+        if subject_key is not None:
+            self._keys.forget_subject(subject_key.key_id, dek_ids)
+        self._audit.record(caller, "shred", subject_id=subject_id, detail=f"request {request_id}")
+        self._after_shred()
+        return ShredReceipt.from_signed(stored.payload, stored.signature)
+
+    # -- legal holds -----------------------------------------------------------------
+    def set_legal_hold(self, caller: str, subject_id: str, hold: bool, reason: str) -> bool:
+        check_subject_id(subject_id, self._limits)
+        if hold:
+            _check_text(reason, "reason", MAX_REASON)
+        elif len(reason) > MAX_REASON:
+            raise InvalidArgument("reason", f"is longer than {MAX_REASON} characters")
+        self._require(caller, Action.HOLD, subject_id)
+        now = self._clock()
+        with self._store.write() as tx:
+            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            if subject is None:
+                raise NotFound("subject not found")
+            if subject.state == repo.SHREDDED:
+                raise FailedPrecondition("subject is shredded")
+            repo.set_legal_hold(tx.data, subject_id, hold, reason, now)
+            pending = None if hold else repo.pending_shred(tx.data, subject_id)
+        self._audit.record(
+            caller, "hold" if hold else "release", subject_id=subject_id, detail=reason
+        )
+        if pending is not None:
+            self.shred(pending.caller, subject_id, pending.reason, pending.request_id)
+        return hold
+
+    def check_not_held(self, subject_id: str) -> None:
+        """For DeleteField and retention: refuse while a hold is set."""
+        with self._store.read() as tx:
+            subject = repo.subject_record(tx.data, subject_id)
+        if subject is not None and subject.legal_hold:
+            raise SubjectHeldError("subject is under a legal hold")
+
+
+def receipt_document(payload: bytes, signature: bytes) -> dict[str, object]:
+    """The file a deletion workflow keeps: the signed fields, readable, and the signature."""
+    return {"receipt": json.loads(payload), "signature": base64.b64encode(signature).decode()}
+
+
+def verify_receipt_document(document: object, public_pem: bytes) -> bool:
+    """True only for an unedited receipt signed by the key of ``public_pem``.
+
+    The signature covers the canonical JSON of ``receipt``: changing, adding or
+    removing any field of it, or the signature, makes this False.
+    """
+    if not isinstance(document, dict) or set(document) != {"receipt", "signature"}:
+        return False
+    try:
+        signature = base64.b64decode(str(document["signature"]), validate=True)
+    except ValueError:
+        return False
+    return verify(public_pem, canonical_json(document["receipt"]), signature)
