@@ -319,7 +319,10 @@ class Vault:
                 purpose=purpose,
             )
             return read
-        return FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
+        read = FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
+        # A masked or token read shows no value: its trace is appended in a batch.
+        self._audit.record_later(caller, "get", subject_id=subject_id, field=field, view=view)
+        return read
 
     def _locate(
         self, caller: str, subject_id: str, field: str, wanted: View, purpose: str

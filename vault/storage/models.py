@@ -168,7 +168,8 @@ class AuditEventRow(Base):
 
     __tablename__ = "audit_events"
 
-    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Assigned from the chain head, not by the database: gaps must be visible.
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     caller: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
@@ -179,6 +180,19 @@ class AuditEventRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     status_code: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHeadRow(Base):
+    """The one row naming the newest event: appends lock it, so the chain never forks
+    across replicas, and a deleted tail is detected against it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_sequence: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 KEY_TABLES = ("subject_keys", "data_keys", "index_keys")
@@ -190,4 +204,5 @@ DATA_TABLES = (
     "shred_receipts",
     "pending_shreds",
     "audit_events",
+    "audit_head",
 )

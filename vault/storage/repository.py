@@ -13,10 +13,12 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
+from vault.crypto.hash_chain import GENESIS, event_hash
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage.models import (
     AuditEventRow,
+    AuditHeadRow,
     BlindIndexRow,
     DataKeyRow,
     FieldRow,
@@ -39,6 +41,7 @@ _index = cast(Table, BlindIndexRow.__table__)
 _idem = cast(Table, IdempotencyRow.__table__)
 _index_keys = cast(Table, IndexKeyRow.__table__)
 _audit = cast(Table, AuditEventRow.__table__)
+_head = cast(Table, AuditHeadRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -348,20 +351,102 @@ def insert_index_key(conn: Connection, material: IndexKeyMaterial, now: datetime
 
 
 # -- audit -------------------------------------------------------------------------------------
-def append_audit(conn: Connection, record: AuditRecord) -> None:
-    conn.execute(
-        insert(_audit).values(
-            time=record.time,
-            caller=record.caller,
-            action=record.action,
-            subject_id=record.subject_id,
-            field=record.field,
-            view=record.view,
-            purpose=record.purpose,
-            outcome=record.outcome,
-            status_code=record.status_code,
-            detail=record.detail,
+_AUDIT_COLUMNS = (
+    "sequence",
+    "time",
+    "caller",
+    "action",
+    "subject_id",
+    "field",
+    "view",
+    "purpose",
+    "outcome",
+    "status_code",
+    "detail",
+)
+
+
+@dataclass(frozen=True)
+class ChainedEvent:
+    sequence: int
+    record: AuditRecord
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    ok: bool
+    events_checked: int
+    first_bad_position: int
+    problem: str
+
+
+def _audit_document(sequence: int, record: AuditRecord) -> dict[str, object]:
+    document: dict[str, object] = {
+        name: getattr(record, name) for name in _AUDIT_COLUMNS if name not in ("sequence", "time")
+    }
+    document["sequence"] = sequence
+    document["time"] = aware(record.time).astimezone(UTC).isoformat()
+    return document
+
+
+def append_audit(conn: Connection, *records: AuditRecord) -> None:
+    """Append events to the chain, holding the chain head's row lock until commit.
+
+    The head row serialises appenders across replicas (PostgreSQL row lock;
+    SQLite write transactions are serial anyway), so the chain never forks.
+    """
+    head = conn.execute(
+        select(_head.c.last_sequence, _head.c.last_hash).where(_head.c.id == 1).with_for_update()
+    ).first()
+    if head is None:
+        conn.execute(insert(_head).values(id=1, last_sequence=0, last_hash=GENESIS))
+        sequence, prev = 0, GENESIS
+    else:
+        sequence, prev = head[0], head[1]
+    rows = []
+    for record in records:
+        sequence += 1
+        digest = event_hash(prev, _audit_document(sequence, record))
+        rows.append(
+            {
+                "sequence": sequence,
+                "time": record.time,
+                "caller": record.caller,
+                "action": record.action,
+                "subject_id": record.subject_id,
+                "field": record.field,
+                "view": record.view,
+                "purpose": record.purpose,
+                "outcome": record.outcome,
+                "status_code": record.status_code,
+                "detail": record.detail,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
+        prev = digest
+    if rows:
+        conn.execute(insert(_audit), rows)
+        conn.execute(
+            update(_head).where(_head.c.id == 1).values(last_sequence=sequence, last_hash=prev)
+        )
+
+
+def _record(row: Row[*tuple[Any, ...]]) -> AuditRecord:
+    r = row._mapping
+    return AuditRecord(
+        aware(r["time"]),
+        r["caller"],
+        r["action"],
+        r["subject_id"],
+        r["field"],
+        r["view"],
+        r["purpose"],
+        r["outcome"],
+        r["status_code"],
+        r["detail"],
     )
 
 
@@ -369,21 +454,63 @@ def audit_events(conn: Connection, subject_id: str | None = None) -> list[AuditR
     statement = select(_audit).order_by(_audit.c.sequence)
     if subject_id is not None:
         statement = statement.where(_audit.c.subject_id == subject_id)
-    return [
-        AuditRecord(
-            aware(r.time),
-            r.caller,
-            r.action,
-            r.subject_id,
-            r.field,
-            r.view,
-            r.purpose,
-            r.outcome,
-            r.status_code,
-            r.detail,
-        )
-        for r in conn.execute(statement)
-    ]
+    return [_record(row) for row in conn.execute(statement)]
+
+
+def list_audit_events(
+    conn: Connection,
+    *,
+    after_sequence: int = 0,
+    limit: int = 100,
+    subject_id: str = "",
+    caller: str = "",
+    action: str = "",
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[ChainedEvent]:
+    statement = select(_audit).where(_audit.c.sequence > after_sequence)
+    if subject_id:
+        statement = statement.where(_audit.c.subject_id == subject_id)
+    if caller:
+        statement = statement.where(_audit.c.caller == caller)
+    if action:
+        statement = statement.where(_audit.c.action == action)
+    if start is not None:
+        statement = statement.where(_audit.c.time >= start)
+    if end is not None:
+        statement = statement.where(_audit.c.time < end)
+    rows = conn.execute(statement.order_by(_audit.c.sequence).limit(limit))
+    return [ChainedEvent(row.sequence, _record(row), row.prev_hash, row.hash) for row in rows]
+
+
+def verify_audit_chain(conn: Connection, batch: int = 5000) -> ChainCheck:
+    """Recompute the chain from the first event; name the first position that breaks."""
+    expected, prev, checked = 1, GENESIS, 0
+    while True:
+        rows = conn.execute(
+            select(_audit)
+            .where(_audit.c.sequence >= expected)
+            .order_by(_audit.c.sequence)
+            .limit(batch)
+        ).all()
+        for row in rows:
+            if row.sequence != expected:
+                return ChainCheck(False, checked, expected, "an event is missing (sequence gap)")
+            if bytes(row.prev_hash) != prev:
+                return ChainCheck(
+                    False, checked, expected, "the event does not follow its predecessor"
+                )
+            digest = event_hash(prev, _audit_document(row.sequence, _record(row)))
+            if digest != bytes(row.hash):
+                return ChainCheck(False, checked, expected, "the event was altered")
+            prev, expected, checked = digest, expected + 1, checked + 1
+        if len(rows) < batch:
+            break
+    head = conn.execute(select(_head.c.last_sequence, _head.c.last_hash)).first()
+    last_sequence, last_hash = (0, GENESIS) if head is None else (head[0], bytes(head[1]))
+    if last_sequence != checked or last_hash != prev:
+        return ChainCheck(False, checked, checked + 1, "events after this position were removed")
+    return ChainCheck(True, checked, -1, "")
 
 
 # -- shredding and legal holds -----------------------------------------------------------------
