@@ -45,6 +45,7 @@ class AuditLog:
         self._max_buffer = max_buffer
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
 
     def _event(
         self,
@@ -104,14 +105,16 @@ class AuditLog:
         event = self._event(caller, action, subject_id, field, view, purpose, "ok", "OK", "")
         with self._buffer_lock:
             self._buffer.append(event)
-            full = len(self._buffer) >= self._max_buffer
+            pending = len(self._buffer)
             if self._flusher is None:
                 self._flusher = threading.Thread(
                     target=self._flush_loop, name="audit-flush", daemon=True
                 )
                 self._flusher.start()
-        if full:
-            self.flush()
+        if pending >= self._max_buffer:
+            self._wake.set()  # the flusher writes it off the request thread
+        if pending >= 10 * self._max_buffer:
+            self.flush()  # the flusher cannot keep up: push back on readers
 
     def flush(self) -> None:
         with self._buffer_lock:
@@ -127,7 +130,9 @@ class AuditLog:
             raise
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self._flush_interval):
+        while not self._stop.is_set():
+            self._wake.wait(self._flush_interval)
+            self._wake.clear()
             try:
                 self.flush()
             except Exception as error:  # retried on the next tick
@@ -136,6 +141,7 @@ class AuditLog:
     def close(self) -> None:
         """Stop the flusher and write what is buffered."""
         self._stop.set()
+        self._wake.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         self.flush()
