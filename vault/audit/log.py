@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
-from vault.errors import Unavailable, VaultError
+from vault.errors import Unavailable
 from vault.storage import repository as repo
-from vault.storage.database import Store
+from vault.storage.database import Store, WriteConflictError
 
 log = logging.getLogger("vault.audit")
 
@@ -147,13 +147,17 @@ class AuditLog:
         self.flush()
 
     def _append(self, events: list[repo.AuditRecord]) -> None:
-        try:
-            with self._store.write() as tx:
-                repo.append_audit(tx.data, *events)
-        except VaultError:
-            raise Unavailable("the audit log cannot be written") from None
-        except Exception:
-            raise Unavailable("the audit log cannot be written") from None
+        for attempt in (1, 2):
+            try:
+                with self._store.write() as tx:
+                    repo.append_audit(tx.data, *events)
+                break
+            except WriteConflictError:
+                # Two first appends both created the chain head; the loser retries.
+                if attempt == 2:
+                    raise Unavailable("the audit log cannot be written") from None
+            except Exception:
+                raise Unavailable("the audit log cannot be written") from None
         if self._sink is not None:
             lines = "".join(
                 json.dumps(
