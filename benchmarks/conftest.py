@@ -41,6 +41,10 @@ _TABLE = pytest.StashKey[RatioTable]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TABLE] = RatioTable()
+    # pyproject's addopts has --strict-markers for every run from this rootdir.
+    config.addinivalue_line(
+        "markers", "huge: seeds a database of a million subjects (deselect: -m 'not huge')"
+    )
 
 
 @pytest.fixture(scope="session")

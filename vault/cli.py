@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import json_format
@@ -22,12 +23,22 @@ from grpc_health.v1 import health_pb2
 
 from vault import config
 from vault.client import DEFAULT_TARGET, VaultClient
-from vault.domain.shredding import receipt_document, verify_receipt_document
+from vault.domain.shredding import (
+    receipt_document,
+    signed_document,
+    verify_receipt_document,
+)
 from vault.v1 import vault_pb2 as pb
+
+if TYPE_CHECKING:
+    from vault.bootstrap.app import PolicyHolder
 
 log = logging.getLogger("vault")
 
 VALUE_TYPES = ("phone", "email", "address", "card", "payment_token", "name", "date_of_birth")
+POLICY_ACTIONS = (
+    "put", "get", "detokenize", "find", "delete", "shred", "export", "hold", "consent", "admin"
+)  # fmt: skip
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve without TLS (loopback only; caller from x-vault-caller metadata)",
     )
+    serve.add_argument(
+        "--retention", dest="retention_path", help="retention rules (default DIR/retention.toml)"
+    )
+    serve.add_argument(
+        "--retention-interval",
+        type=float,
+        help="seconds between retention and maintenance runs (default 3600; 0 turns them off)",
+    )
 
     put = commands.add_parser("put", help="store a value read from stdin")
     _add_client(put)
@@ -108,15 +127,92 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("--release", action="store_true")
     hold.add_argument("--reason", default="")
 
-    receipts = commands.add_parser("receipts", help="check shred receipts")
+    receipts = commands.add_parser("receipts", help="check signed shred receipts and exports")
     receipt_commands = receipts.add_subparsers(dest="receipts_command", required=True)
     verify = receipt_commands.add_parser("verify", help="verify a receipt file's signature")
     _add_data_dir(verify)
     verify.add_argument("file")
     verify.add_argument("--public-key", help="receipt public key (default DIR/receipt-signing.pub)")
 
+    retention = commands.add_parser("retention", help="apply the retention rules")
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    sweep = retention_commands.add_parser(
+        "run", help="delete expired cards and shred idle subjects now, showing progress"
+    )
+    _add_data_dir(sweep)
+    sweep.add_argument("--database-url", help="SQLAlchemy URL of the data store")
+    sweep.add_argument("--key-database-url", help="separate database for wrapped keys")
+    sweep.add_argument("--key-provider", help="master key URI, e.g. local:///path/keyring.json")
+    sweep.add_argument("--policy", dest="policy_path", help="policy file (default DIR/policy.toml)")
+    sweep.add_argument(
+        "--retention", dest="retention_path", help="retention rules (default DIR/retention.toml)"
+    )
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="count what the rules would destroy; change nothing"
+    )
+
+    audit = commands.add_parser("audit", help="read or verify the hash-chained audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_commands.add_parser(
+        "verify", help="recompute the chain (exit 1 if broken)"
+    )
+    _add_client(audit_verify)
+    audit_list = audit_commands.add_parser("list", help="page through events as JSON lines")
+    _add_client(audit_list)
+    audit_list.add_argument("--subject", default="")
+    audit_list.add_argument("--caller", dest="event_caller", default="")
+    audit_list.add_argument("--action", default="")
+    audit_list.add_argument("--limit", type=int, default=100)
+
+    export = commands.add_parser("export", help="export a subject for a data-subject request")
+    _add_client(export)
+    export.add_argument("subject_id")
+    export.add_argument("--purpose", default="dsar")
+    export.add_argument("--out", help="write the signed export to this file")
+
+    consent = commands.add_parser("consent", help="record or withdraw a subject's consent")
+    _add_client(consent)
+    consent.add_argument("subject_id")
+    consent.add_argument("purpose")
+    consent.add_argument("--withdraw", action="store_true")
+
+    canary = commands.add_parser("canary", help="plant a canary field (value on stdin)")
+    canary_commands = canary.add_subparsers(dest="canary_command", required=True)
+    plant = canary_commands.add_parser(
+        "plant", help="store a decoy value whose reads sound an alarm"
+    )
+    _add_data_dir(plant)
+    plant.add_argument("subject_id")
+    plant.add_argument("field")
+    plant.add_argument("--type", required=True, choices=VALUE_TYPES)
+
     health = commands.add_parser("health", help="exit 0 when the vault answers SERVING")
     _add_client(health)
+
+    keys = commands.add_parser("keys", help="master keys: rotate, rewrap, status")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    _add_client(key_commands.add_parser("rotate", help="make a new master key version current"))
+    rewrap = key_commands.add_parser(
+        "rewrap", help="rewrap every key under the current version; retire unused old ones"
+    )
+    _add_client(rewrap)
+    rewrap.add_argument("--batch-size", type=int, default=0, help="keys per transaction")
+    _add_client(key_commands.add_parser("status", help="master key versions and their use"))
+
+    policy = commands.add_parser("policy", help="inspect the access policy (no server needed)")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    explain = policy_commands.add_parser(
+        "explain", help="ALLOW (exit 0) or DENY (exit 1) for one call, with the grant or reason"
+    )
+    explain.add_argument("--as", dest="caller", required=True, help="the caller (certificate CN)")
+    explain.add_argument("action", choices=POLICY_ACTIONS)
+    explain.add_argument("field", nargs="?", help="field name, e.g. card.primary")
+    explain.add_argument("--type", choices=VALUE_TYPES, help="default: the field name's first part")
+    explain.add_argument("--view", choices=("masked", "token", "plaintext"), help="get only")
+    explain.add_argument("--purpose", default="")
+    source = explain.add_mutually_exclusive_group()
+    source.add_argument("--policy", dest="policy_path", help="default DIR/policy.toml")
+    source.add_argument("--data-dir", help="data directory whose policy.toml to read")
     return parser
 
 
@@ -203,6 +299,56 @@ def run_client(args: argparse.Namespace) -> int:
                     )
                 )
                 print("held" if answer.hold else "released")
+            elif args.command == "keys":
+                return run_keys(client, args)
+            elif args.command == "audit" and args.audit_command == "verify":
+                check = client.audit.VerifyChain(pb.VerifyChainRequest())
+                if check.ok:
+                    print(f"audit chain intact: {check.events_checked} events")
+                    return 0
+                print(
+                    f"audit chain BROKEN at position {check.first_bad_position}: {check.problem}"
+                    f" ({check.events_checked} events verified before it)",
+                    file=sys.stderr,
+                )
+                return 1
+            elif args.command == "audit":
+                token = ""
+                shown = 0
+                while shown < args.limit:
+                    page = client.audit.ListEvents(
+                        pb.ListEventsRequest(
+                            subject_id=args.subject,
+                            caller=args.event_caller,
+                            action=args.action,
+                            page_size=min(args.limit - shown, 1000),
+                            page_token=token,
+                        )
+                    )
+                    for event in page.events:
+                        print(json_format.MessageToJson(event, indent=None))
+                    shown += len(page.events)
+                    token = page.next_page_token
+                    if not token:
+                        break
+            elif args.command == "export":
+                exported = client.vault.ExportSubject(
+                    pb.ExportSubjectRequest(subject_id=args.subject_id, purpose=args.purpose)
+                )
+                document = signed_document("export", exported.payload, exported.signature)
+                text = json.dumps(document, indent=2, sort_keys=True)
+                if args.out:
+                    Path(args.out).write_text(text + "\n")
+                    print(f"exported {len(exported.fields)} fields to {args.out}")
+                else:
+                    print(text)
+            elif args.command == "consent":
+                granted = client.vault.SetConsent(
+                    pb.SetConsentRequest(
+                        subject_id=args.subject_id, purpose=args.purpose, granted=not args.withdraw
+                    )
+                ).granted
+                print("granted" if granted else "withdrawn")
             elif args.command == "health":
                 answer = client.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
                 serving = answer.status == health_pb2.HealthCheckResponse.SERVING
@@ -214,6 +360,80 @@ def run_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_keys(client: VaultClient, args: argparse.Namespace) -> int:
+    """``keys rotate|rewrap|status``: rewrap streams its progress as it goes."""
+    from vault.transport.servicer import RETIRED_VERSIONS_METADATA
+
+    if args.keys_command == "rotate":
+        rotated = client.keys.RotateMasterKey(pb.RotateMasterKeyRequest())
+        print(f"rotated: master key {rotated.key_id} version {rotated.version} is current")
+    elif args.keys_command == "rewrap":
+        stream = client.keys.RewrapKeys(pb.RewrapKeysRequest(batch_size=args.batch_size))
+        for progress in stream:
+            print(f"rewrapped {progress.done}/{progress.total}", flush=True)
+        trailing = dict(stream.trailing_metadata() or ())
+        retired = str(trailing.get(RETIRED_VERSIONS_METADATA, ""))
+        if retired:
+            print(f"retired master key versions: {retired.replace(',', ', ')}")
+        else:
+            print("no master key version retired")
+    else:
+        answer = client.keys.GetKeyStatus(pb.GetKeyStatusRequest())
+        for version in answer.versions:
+            created = (
+                version.created_at.ToDatetime().isoformat(timespec="seconds") + "Z"
+                if version.HasField("created_at")
+                else "-"
+            )
+            print(
+                f"{version.key_id} v{version.version} {version.state:<8} "
+                f"uses={version.uses} created={created}"
+            )
+    return 0
+
+
+def run_canary(args: argparse.Namespace) -> int:
+    """Plant a canary locally, as the operator (caller ``admin``)."""
+    from vault.bootstrap.app import build_app
+    from vault.transport.convert import value_from_proto
+
+    settings = config.from_env({"data_dir": args.data_dir})
+    value = value_from_proto(value_from_text(args.type, sys.stdin.read()), 16 * 1024)
+    app = build_app(settings)
+    try:
+        app.vault.plant_canary("admin", args.subject_id, args.field, value)
+    finally:
+        app.audit.close()
+        app.vault.close()
+        app.store.dispose()
+    print(f"canary planted: {args.subject_id}/{args.field}; any read of it raises an alarm")
+    return 0
+
+
+def run_policy(args: argparse.Namespace) -> int:
+    """``policy explain``: decide one call from the policy file; exit 0 allow, 1 deny, 2 error."""
+    from vault.policy import Policy, PolicyError
+    from vault.policy.explain import ExplainError, explain
+
+    settings = config.from_env({"data_dir": args.data_dir, "policy_path": args.policy_path})
+    path = settings.effective_policy_path
+    try:
+        policy = Policy.load(path)
+    except (OSError, PolicyError) as error:
+        print(f"cannot use the policy: {error}", file=sys.stderr)
+        return 2
+    try:
+        answer = explain(
+            policy, args.caller, args.action, args.field, args.type, args.view, args.purpose
+        )
+    except ExplainError as error:
+        print(f"policy explain: {error}", file=sys.stderr)
+        return 2
+    print(answer)
+    print(f"policy:  {path}")
+    return 0 if answer.decision.allowed else 1
+
+
 def run_receipts(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or os.environ.get("VAULT_DATA_DIR", config.DEFAULT_DATA_DIR))
     public_key = Path(args.public_key or data_dir / "receipt-signing.pub")
@@ -223,6 +443,13 @@ def run_receipts(args: argparse.Namespace) -> int:
         print(f"cannot read receipt {args.file}: {type(error).__name__}", file=sys.stderr)
         return 2
     if verify_receipt_document(document, public_key.read_bytes()):
+        if "export" in document:
+            export = document["export"]
+            print(
+                f"valid: export of subject {export['subject_id']} for purpose "
+                f"{export['purpose']}, {len(export['fields'])} fields"
+            )
+            return 0
         receipt = document["receipt"]
         print(
             f"valid: subject {receipt['subject_id']} shredded at {receipt['shredded_at']}, "
@@ -248,10 +475,50 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_retention(args: argparse.Namespace) -> int:
+    from vault.bootstrap.app import build_app
+    from vault.bootstrap.maintenance import build_sweeper
+    from vault.domain.retention import RetentionError, RetentionRules
+    from vault.progress import ProgressBar
+
+    names = ("data_dir", "database_url", "key_database_url", "key_provider", "policy_path")
+    overrides = {name: getattr(args, name, None) for name in (*names, "retention_path")}
+    settings = config.from_env(overrides)
+    path = settings.effective_retention_path
+    try:
+        rules = RetentionRules.load(path)
+    except RetentionError as error:
+        print(f"invalid retention rules: {error}", file=sys.stderr)
+        return 2
+    if rules.empty:
+        print(f"no retention rules in {path}: nothing to do")
+        return 0
+    print(f"rules from {path}: {rules.describe()}", file=sys.stderr)
+    app = build_app(settings)
+    try:
+        bar = ProgressBar(sys.stderr, "items due")
+        report = build_sweeper(app, rules).run(bar.update, dry_run=args.dry_run)
+        bar.finish()
+    finally:
+        app.audit.close()
+        app.vault.close()
+        app.store.dispose()
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from vault.bootstrap.app import build_app, init_data_dir, is_initialised
+    from vault.bootstrap.maintenance import load_retention, start_maintenance
     from vault.bootstrap.pki import TlsPaths
-    from vault.transport.server import ServerOptions, TlsFiles, build_server, serve_until_signalled
+    from vault.bootstrap.seal import start_sealed_if_unusable
+    from vault.transport.server import (
+        SERVICE_NAMES,
+        ServerOptions,
+        TlsFiles,
+        build_server,
+        serve_until_signalled,
+    )
 
     overrides = {
         name: getattr(args, name, None)
@@ -265,21 +532,34 @@ def run_serve(args: argparse.Namespace) -> int:
             "workers",
             "threads",
             "plaintext",
+            "retention_path",
+            "retention_interval",
         )
     }
     settings = config.from_env(overrides)
+    if settings.seal_check_interval <= 0:
+        print("refusing to start: VAULT_SEAL_CHECK_INTERVAL must be positive", file=sys.stderr)
+        return 2
     if args.init and not is_initialised(settings.data_dir):
         for path in init_data_dir(settings.data_dir):
             log.info("created %s", path)
     if settings.workers > 1:
         return _run_workers(settings.workers)
+    try:
+        rules = load_retention(settings)
+    except ValueError as error:  # RetentionError or a negative interval, naming the key
+        print(f"refusing to start: {error}", file=sys.stderr)
+        return 2
     tls_paths = TlsPaths.under(settings.data_dir)
     tls = (
         None
         if settings.plaintext
         else TlsFiles(tls_paths.ca_cert, tls_paths.server_cert, tls_paths.server_key)
     )
-    app = build_app(settings)
+    # A keyring that is missing or unusable now starts the server sealed (health
+    # NOT_SERVING, calls UNAVAILABLE); it unseals by itself once the keyring is back.
+    app = build_app(settings, start_sealed=True)
+    watcher = start_sealed_if_unusable(app.keys, settings.seal_check_interval)
     server, port, health = build_server(
         app.vault,
         app.shredder,
@@ -290,23 +570,34 @@ def run_serve(args: argparse.Namespace) -> int:
             max_message_bytes=settings.max_message_bytes,
             reuse_port=os.environ.get("VAULT_REUSE_PORT") == "1",
         ),
+        key_admin=app.key_admin,
+        audit_reader=app.audit_reader,
+        seal=watcher.seal,
     )
+    watcher.start_watching(health, ("", *SERVICE_NAMES))
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(app.policy))
     host = settings.listen.rsplit(":", 1)[0]
     log.info("pii-vault serving on %s:%d (%s)", host, port, "plaintext" if tls is None else "mTLS")
     print(f"listening on {host}:{port}", flush=True)
+    maintenance = start_maintenance(app, rules, settings.retention_interval)
     serve_until_signalled(server, health, settings.grace_seconds)
+    watcher.stop(settings.grace_seconds)
+    if maintenance is not None:
+        maintenance.stop(settings.grace_seconds)
+    app.audit.close()  # buffered masked-read events land before exit
     app.vault.close()
     app.store.dispose()
     return 0
 
 
-def _reload_policy(policy: object) -> None:
+def _reload_policy(holder: PolicyHolder) -> None:
+    """SIGHUP: read the policy file again; one that does not load leaves the old in force."""
     try:
-        policy.reload()  # type: ignore[attr-defined]
-        log.info("policy reloaded")
-    except Exception as error:  # the old policy stays in force
+        holder.reload()
+    except Exception as error:  # OSError, or PolicyError naming the file and the bad place
         log.error("policy not reloaded, keeping the old one: %s", error)
+        return
+    log.info("policy reloaded from %s", holder.path)
 
 
 def _run_workers(count: int) -> int:
@@ -332,6 +623,7 @@ def _run_workers(count: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker reloads its own policy
     return max(child.wait() for child in children)
 
 
@@ -343,13 +635,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    if args.command in ("init", "serve"):
+    if args.command in ("init", "serve", "retention"):
         # Keyring, keys and database files are for this user's eyes only.
         os.umask(0o077)
     if args.command == "init":
         return run_init(args)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "canary":
+        return run_canary(args)
     if args.command == "receipts":
         return run_receipts(args)
+    if args.command == "policy":
+        return run_policy(args)
+    if args.command == "retention":
+        return run_retention(args)
     return run_client(args)

@@ -30,6 +30,12 @@ class Settings:
     grace_seconds: float = 10.0
     receipt_key_path: Path | None = None
     rotation_days: int = 30
+    retention_path: Path | None = None
+    # Seconds between maintenance runs in the server (retention, checkpoint,
+    # VACUUM); 0 turns the maintenance thread off.
+    retention_interval: float = 3600.0
+    # Seconds between checks of the key provider; a failed check seals the vault.
+    seal_check_interval: float = 1.0
 
     @property
     def effective_database_url(self) -> str:
@@ -51,6 +57,10 @@ class Settings:
     def effective_receipt_key_path(self) -> Path:
         return self.receipt_key_path or self.data_dir / "receipt-signing.key"
 
+    @property
+    def effective_retention_path(self) -> Path:
+        return self.retention_path or self.data_dir / "retention.toml"
+
 
 ENV_NAMES = {
     "data_dir": "VAULT_DATA_DIR",
@@ -64,6 +74,9 @@ ENV_NAMES = {
     "max_message_bytes": "VAULT_MAX_MESSAGE_BYTES",
     "receipt_key_path": "VAULT_RECEIPT_KEY",
     "rotation_days": "VAULT_ROTATION_DAYS",
+    "retention_path": "VAULT_RETENTION",
+    "retention_interval": "VAULT_RETENTION_INTERVAL",
+    "seal_check_interval": "VAULT_SEAL_CHECK_INTERVAL",
 }
 
 
@@ -83,6 +96,10 @@ def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = No
     data_dir = Path(str(values.pop("data_dir", DEFAULT_DATA_DIR)))
     policy = values.pop("policy_path", None)
     receipt_key = values.pop("receipt_key_path", None)
+    retention = values.pop("retention_path", None)
+    for name in ("retention_interval", "seal_check_interval"):
+        if name in values:
+            values[name] = float(str(values[name]))
     for name in ("workers", "threads", "max_message_bytes", "rotation_days"):
         if name in values:
             values[name] = int(str(values[name]))
@@ -90,5 +107,6 @@ def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = No
         data_dir=data_dir,
         policy_path=Path(str(policy)) if policy else None,
         receipt_key_path=Path(str(receipt_key)) if receipt_key else None,
+        retention_path=Path(str(retention)) if retention else None,
         **values,  # type: ignore[arg-type]
     )

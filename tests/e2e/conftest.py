@@ -49,6 +49,7 @@ class VaultServer:
         *,
         database_url: str | None = None,
         init: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
@@ -68,7 +69,7 @@ class VaultServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=clean_env(),
+                env={**clean_env(), **(env or {})},
             )
         try:
             self.port = self._wait_until_listening()
@@ -159,7 +160,7 @@ def sqlite_server(
 
 @pytest.fixture(scope="session")
 def start_vault_server() -> type[VaultServer]:
-    """Start a server of one's own: ``start_vault_server(data_dir, init=False)``."""
+    """Start a server of one's own: ``start_vault_server(data_dir, init=False, env={...})``."""
     return VaultServer
 
 

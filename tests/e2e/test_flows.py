@@ -389,30 +389,6 @@ def test_batch_get_answers_each_item_in_order(vault_server: VaultServer, subject
 
 
 # -- plumbing -------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "call",
-    [
-        pytest.param(
-            lambda stub, subject: stub.ExportSubject(
-                pb.ExportSubjectRequest(subject_id=subject, purpose="dsar")
-            ),
-            id="ExportSubject",
-        ),
-    ],
-)
-def test_unimplemented_rpcs_say_so(
-    vault_server: VaultServer,
-    subject_id: str,
-    call: Callable[[pb_grpc.VaultServiceStub, str], object],
-) -> None:
-    put(vault_server.client("registration"), subject_id, "phone", phone(PHONE))
-    caller = vault_server.client("privacy-desk")
-
-    error = rpc_error(lambda: call(caller.vault, subject_id))
-
-    assert error.code() is grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_health_serving(vault_server: VaultServer) -> None:
     health = vault_server.client("admin").health
     for service in ("", "vault.v1.VaultService"):

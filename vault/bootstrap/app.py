@@ -5,22 +5,30 @@ The only place where layers meet; nothing here is imported by the layers.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 from vault.audit.log import AuditLog
 from vault.bootstrap.pki import TlsPaths, create_dev_pki
+from vault.bootstrap.seal import open_keys
 from vault.config import Settings
 from vault.crypto.blind_index import BlindIndexer
-from vault.crypto.envelope import encode_context, new_key
+from vault.crypto.envelope import index_key_context, new_key
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.crypto.tokens import new_id
+from vault.domain.audit_reader import AuditReader
+from vault.domain.key_admin import KeyAdmin
+from vault.domain.retention import DEFAULT_RETENTION_TOML, RETENTION_FILE
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault, utc_now
+from vault.errors import Unavailable
 from vault.fields.base import FieldType
 from vault.keys.cache import CacheLimits
 from vault.keys.hierarchy import KeyHierarchy
@@ -32,26 +40,62 @@ from vault.storage import migrate
 from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
 
+log = logging.getLogger("vault.bootstrap")
+
 
 class PolicyHolder:
-    """The current policy; ``reload`` swaps it atomically or keeps the old one."""
+    """The current policy; ``reload`` swaps it atomically or keeps the old one.
+
+    A ``Policy`` is immutable, and ``reload`` builds and checks the whole new
+    one before one reference assignment publishes it: a reader sees the old
+    policy or the new one, never a mix, and takes no lock. A file that does
+    not load (``OSError``, ``PolicyError`` naming the bad place) raises and
+    leaves the old policy in force. The lock only orders concurrent reloads,
+    so the file read last is the one that wins.
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
         self._policy = Policy.load(path)
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
     def __call__(self) -> Policy:
         return self._policy
 
-    def reload(self) -> None:
-        policy = Policy.load(self._path)  # raises PolicyError: the old policy stays
+    def reload(self) -> Policy:
         with self._lock:
+            policy = Policy.load(self._path)  # raises: the old policy stays
             self._policy = policy
+        return policy
 
 
-def _index_key_context(field_type: str, key_id: str) -> bytes:
-    return encode_context(b"pii-vault/index-key", field_type, key_id)
+class _PartlySealedIndexer(BlindIndexer):
+    """Blind indexes, except for field types whose index key is under a retired master key.
+
+    Only a database older than a retirement holds such keys (a restored
+    backup): its subject keys are just as unopenable, so those types answer
+    UNAVAILABLE rather than keeping the whole vault from starting.
+    """
+
+    __slots__ = ("_sealed",)
+
+    def __init__(self, keys: dict[str, bytes], sealed: frozenset[str]) -> None:
+        super().__init__(keys)
+        self._sealed = sealed
+
+    def digest(self, field_type: str, normal_form: bytes) -> bytes:
+        if field_type in self._sealed:
+            raise Unavailable(f"the {field_type} index key is under a retired master key")
+        return super().digest(field_type, normal_form)
+
+    def mac(self, field_type: str, message: bytes) -> bytes:
+        if field_type in self._sealed:
+            raise Unavailable(f"the {field_type} index key is under a retired master key")
+        return super().mac(field_type, message)
 
 
 def load_index_keys(store: Store, provider: KeyProvider) -> BlindIndexer:
@@ -64,17 +108,32 @@ def load_index_keys(store: Store, provider: KeyProvider) -> BlindIndexer:
                     if field_type in existing:
                         continue
                     key_id = new_id()
-                    wrapped = provider.wrap(new_key(), _index_key_context(field_type, key_id))
+                    wrapped = provider.wrap(new_key(), index_key_context(field_type, key_id))
                     material = repo.IndexKeyMaterial(field_type, key_id, wrapped)
                     repo.insert_index_key(tx.keys, material, utc_now())
                     existing[field_type] = material
             break
         except WriteConflictError:
             continue
-    keys = {
-        m.field_type: provider.unwrap(m.wrapped, _index_key_context(m.field_type, m.key_id))
-        for m in existing.values()
-    }
+    keys: dict[str, bytes] = {}
+    sealed: set[str] = set()
+    for m in existing.values():
+        try:
+            keys[m.field_type] = provider.unwrap(
+                m.wrapped, index_key_context(m.field_type, m.key_id)
+            )
+        except Unavailable:
+            retired = {(v.kek_id, v.version) for v in provider.versions() if v.state == "retired"}
+            if (m.wrapped.kek_id, m.wrapped.kek_version) not in retired:
+                raise
+            sealed.add(m.field_type)
+    if sealed:
+        log.warning(
+            "index keys of %s are wrapped under a retired master key version "
+            "(a database from before the retirement?): those types answer UNAVAILABLE",
+            ", ".join(sorted(sealed)),
+        )
+        return _PartlySealedIndexer(keys, frozenset(sealed))
     return BlindIndexer(keys)
 
 
@@ -132,6 +191,19 @@ class App:
     policy: PolicyHolder
     keys: KeyHierarchy
     shredder: Shredder
+    audit: AuditLog
+    key_admin: KeyAdmin
+    audit_reader: AuditReader
+
+
+def _audit_sink() -> TextIO | None:
+    """``VAULT_AUDIT_JSONL``: ``-`` for stdout or a file to append JSON lines to (for a SIEM)."""
+    target = os.environ.get("VAULT_AUDIT_JSONL", "")
+    if not target:
+        return None
+    if target == "-":
+        return sys.stdout
+    return open(target, "a", encoding="utf-8")
 
 
 def build_app(
@@ -139,14 +211,21 @@ def build_app(
     *,
     subject_cache: CacheLimits | None = None,
     data_cache: CacheLimits | None = None,
+    start_sealed: bool = False,
 ) -> App:
+    """The app; with ``start_sealed`` an unusable keyring does not fail it (``seal.open_keys``)."""
     store = Store(settings.effective_database_url, settings.effective_key_database_url)
     migrate.upgrade(store)
-    provider = provider_from_uri(settings.effective_key_provider)
+    if start_sealed:
+        provider, indexer = open_keys(
+            settings.effective_key_provider, lambda opened: load_index_keys(store, opened)
+        )
+    else:
+        provider = provider_from_uri(settings.effective_key_provider)
+        indexer = load_index_keys(store, provider)
     keys = KeyHierarchy(provider, subject_limits=subject_cache, data_limits=data_cache)
-    indexer = load_index_keys(store, provider)
     policy = PolicyHolder(settings.effective_policy_path)
-    audit = AuditLog(store, utc_now)
+    audit = AuditLog(store, utc_now, sink=_audit_sink())
     vault = Vault(store, keys, indexer, policy, audit)
     shredder = Shredder(
         store,
@@ -158,7 +237,18 @@ def build_app(
         clock=utc_now,
         after_shred=store.checkpoint,
     )
-    return App(settings, store, vault, policy, keys, shredder)
+    key_admin = KeyAdmin(store, provider, policy, audit)
+    return App(
+        settings,
+        store,
+        vault,
+        policy,
+        keys,
+        shredder,
+        audit,
+        key_admin=key_admin,
+        audit_reader=AuditReader(audit, policy),
+    )
 
 
 def is_initialised(data_dir: Path) -> bool:
@@ -178,6 +268,9 @@ def init_data_dir(data_dir: Path) -> list[Path]:
     policy = data_dir / "policy.toml"
     if not policy.exists():
         policy.write_text(DEFAULT_POLICY_TOML)
+    retention = data_dir / RETENTION_FILE
+    if not retention.exists():
+        retention.write_text(DEFAULT_RETENTION_TOML)
     receipt_key = data_dir / "receipt-signing.key"
     create_receipt_key(receipt_key)
     settings = Settings(data_dir=data_dir)
@@ -193,6 +286,7 @@ def init_data_dir(data_dir: Path) -> list[Path]:
         tls.server_cert,
         tls.clients_dir,
         policy,
+        retention,
         receipt_key,
         receipt_key.with_suffix(".pub"),
         data_dir / "vault.db",

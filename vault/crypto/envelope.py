@@ -81,6 +81,15 @@ def subject_key_context(subject_id: str, key_id: str) -> bytes:
     return encode_context(b"pii-vault/subject-key", subject_id, key_id) + _VERSION_SUFFIX
 
 
+def index_key_context(field_type: str, key_id: str) -> bytes:
+    """Context under which the master key wraps a field type's blind-index key.
+
+    Unlike the other contexts it carries no format byte: index keys were
+    wrapped this way from the start, and rewrapping must reproduce it exactly.
+    """
+    return encode_context(b"pii-vault/index-key", field_type, key_id)
+
+
 _VALUE_SUFFIX: Final = _LENGTH(len(VALUE_PART)) + VALUE_PART.encode() + _VERSION_SUFFIX
 _VIEW_SUFFIX: Final = _LENGTH(len(VIEW_PART)) + VIEW_PART.encode() + _VERSION_SUFFIX
 _V1_BYTE: Final = bytes((FORMAT_V1,))

@@ -35,7 +35,7 @@ from vault.errors import (
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy
 from vault.storage import repository as repo
-from vault.storage.database import Store
+from vault.storage.database import Store, WriteConflictError
 
 RECEIPT_FORMAT = 1
 MAX_REASON = 200
@@ -114,6 +114,11 @@ class Shredder:
         self._limits = limits or Limits()
         self._after_shred = after_shred
 
+    @property
+    def signer(self) -> ReceiptSigner:
+        """The vault's Ed25519 key: it signs shred receipts and DSAR exports."""
+        return self._signer
+
     def _require(self, caller: str, action: Action, subject_id: str) -> None:
         decision = self._policy().decide(caller, action)
         if not decision.allowed:
@@ -134,6 +139,20 @@ class Shredder:
         _check_text(reason, "reason", MAX_REASON)
         _check_text(request_id, "request_id", MAX_REQUEST_ID)
         self._require(caller, Action.SHRED, subject_id)
+        for attempt in (1, 2):
+            try:
+                return self._shred_subject(caller, subject_id, reason, request_id)
+            except WriteConflictError:
+                # Another call inserted the same tombstone or request_id first (a
+                # client retrying while its first call runs, or another replica):
+                # the second pass finds that call's receipt, or ALREADY_EXISTS.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _shred_subject(
+        self, caller: str, subject_id: str, reason: str, request_id: str
+    ) -> ShredReceipt:
         with self._store.read() as tx:
             earlier = repo.receipt_by_request(tx.data, request_id)
             subject = repo.subject_record(tx.data, subject_id)
@@ -168,10 +187,21 @@ class Shredder:
             "subject is under a legal hold; the shred is queued and runs when the hold is released"
         )
 
-    def shred(self, caller: str, subject_id: str, reason: str, request_id: str) -> ShredReceipt:
+    def shred(
+        self,
+        caller: str,
+        subject_id: str,
+        reason: str,
+        request_id: str,
+        *,
+        untouched_since: datetime | None = None,
+    ) -> ShredReceipt:
         """Destroy every key of the subject in one transaction; no policy check here.
 
         Used by ShredSubject (after its checks), by hold release and by retention.
+        Retention passes ``untouched_since``: a subject written since then (or
+        never written) is kept, decided under the subject's row lock, so a sweep
+        never destroys a write that landed after it listed the subject.
         """
         now = self._clock()
         with self._store.write() as tx:
@@ -182,6 +212,10 @@ class Shredder:
                 first = repo.receipt_for_subject(tx.data, subject_id)
                 if first is not None:
                     return ShredReceipt.from_signed(first.payload, first.signature)
+            if untouched_since is not None and (
+                subject is None or subject.updated_at >= untouched_since
+            ):
+                raise FailedPrecondition("subject was written since it was found idle; kept")
             subject_key = repo.subject_key_for(tx.keys, subject_id)
             dek_ids = repo.data_key_ids_of(tx.keys, subject_id)
             fields = repo.count_fields(tx.data, subject_id)
@@ -248,9 +282,14 @@ class Shredder:
             raise SubjectHeldError("subject is under a legal hold")
 
 
+def signed_document(kind: str, payload: bytes, signature: bytes) -> dict[str, object]:
+    """A signed JSON file: the signed object, readable, under ``kind``, and the signature."""
+    return {kind: json.loads(payload), "signature": base64.b64encode(signature).decode()}
+
+
 def receipt_document(payload: bytes, signature: bytes) -> dict[str, object]:
     """The file a deletion workflow keeps: the signed fields, readable, and the signature."""
-    return {"receipt": json.loads(payload), "signature": base64.b64encode(signature).decode()}
+    return signed_document("receipt", payload, signature)
 
 
 def verify_receipt_document(document: object, public_pem: bytes) -> bool:
@@ -259,10 +298,13 @@ def verify_receipt_document(document: object, public_pem: bytes) -> bool:
     The signature covers the canonical JSON of ``receipt``: changing, adding or
     removing any field of it, or the signature, makes this False.
     """
-    if not isinstance(document, dict) or set(document) != {"receipt", "signature"}:
+    if not isinstance(document, dict) or len(document) != 2 or "signature" not in document:
+        return False
+    kind = next(key for key in document if key != "signature")
+    if kind not in ("receipt", "export"):
         return False
     try:
         signature = base64.b64decode(str(document["signature"]), validate=True)
     except ValueError:
         return False
-    return verify(public_pem, canonical_json(document["receipt"]), signature)
+    return verify(public_pem, canonical_json(document[kind]), signature)

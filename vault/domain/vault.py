@@ -26,6 +26,7 @@ from vault.audit.log import AuditLog
 from vault.crypto.blind_index import BlindIndexer
 from vault.crypto.envelope import FieldCipher, InvalidCiphertextError, RandomSource
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
+from vault.domain.guards import AccessGuards
 from vault.domain.model import (
     FieldRead,
     FieldView,
@@ -77,8 +78,10 @@ class Vault:
         clock: Clock = utc_now,
         rng: RandomSource = os.urandom,
         hot_reads: HotReads | None = None,
+        guards: AccessGuards | None = None,
     ) -> None:
         self._store = store
+        self.guards = guards or AccessGuards(store, policy, audit, clock)
         self._hot = hot_reads or HotReads(store.data_url)
         self._keys = keys
         self._indexer = indexer
@@ -277,17 +280,59 @@ class Vault:
                 detail="legal hold",
             )
             raise FailedPrecondition("subject is under a legal hold; nothing of it may be deleted")
-        with self._store.write() as tx:
-            stored = self._stored_field(tx, subject_id, field)
-            if repo.subject_record(tx.data, subject_id, lock=True).legal_hold:  # type: ignore[union-attr]
-                raise FailedPrecondition("subject is under a legal hold")
+
+        def same_type(_tx: Tx, stored: repo.StoredField) -> bool:
             if stored.field_type != field_type:
                 raise FailedPrecondition("the field changed type while it was deleted; retry")
+            return True
+
+        self._destroy_field(subject_id, field, same_type)
+        self._audit.record(caller, "delete", subject_id=subject_id, field=field)
+        return now
+
+    def delete_field_for_retention(
+        self, subject_id: str, field: str, *, expired_before: date, reason: str
+    ) -> bool:
+        """DeleteField for the retention sweep: no caller, so no policy check.
+
+        The field goes only if its stored last valid day is still before
+        ``expired_before``, read again under the subject's row lock: a card
+        replaced by a valid one since the sweep listed it is kept (False).
+        A legal hold raises ``FailedPrecondition``; a missing field ``NotFound``.
+        """
+        check_subject_id(subject_id, self.limits)
+        check_field_name(field, self.limits)
+
+        def still_expired(tx: Tx, _stored: repo.StoredField) -> bool:
+            expires_on = repo.field_expires_on(tx.data, subject_id, field)
+            return expires_on is not None and expires_on < expired_before
+
+        if not self._destroy_field(subject_id, field, still_expired):
+            return False
+        self._audit.record("retention", "delete", subject_id=subject_id, field=field, detail=reason)
+        return True
+
+    def _destroy_field(
+        self, subject_id: str, field: str, due: Callable[[Tx, repo.StoredField], bool]
+    ) -> bool:
+        """Delete a field's row, index row and data key if ``due`` says so; one transaction.
+
+        The subject row is locked first, so the hold, the field and ``due`` are
+        read after any concurrent write to the subject has committed.
+        """
+        with self._store.write() as tx:
+            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            stored = self._stored_field(tx, subject_id, field)
+            if subject is not None and subject.legal_hold:
+                raise FailedPrecondition("subject is under a legal hold")
+            if not due(tx, stored):
+                return False
             repo.delete_field(tx.data, subject_id, field)
             tx.delete_keys_after_commit(_delete_data_key(stored.dek_id))
         self._keys.forget_data_key(stored.dek_id)
-        self._audit.record(caller, "delete", subject_id=subject_id, field=field)
-        return now
+        # The destroyed key and ciphertext must not linger in SQLite's WAL either.
+        self._store.checkpoint()
+        return True
 
     # -- reads ----------------------------------------------------------------------
     def get_field(
@@ -305,6 +350,8 @@ class Vault:
             caller, Action.GET, subject_id=subject_id, field=field, view=wanted, purpose=purpose
         )
         stored, cipher = self._locate(caller, subject_id, field, wanted, purpose)
+        self.guards.check_canary(caller, "get", subject_id, field)
+        self.guards.check_consent(caller, "get", subject_id, purpose)
         if wanted is View.PLAINTEXT:
             read = FieldRead(
                 self._view(stored, cipher, with_token=True), self._value(stored, cipher)
@@ -384,6 +431,8 @@ class Vault:
             ]
             if not visible:
                 self._require(caller, Action.GET, subject_id=subject_id, field_type=None)
+            for candidate in stored_fields:
+                self.guards.check_canary(caller, "list", subject_id, candidate.field)
             try:
                 ciphers = [self._cipher(tx, s) for s in visible]
             except _DataKeyGoneError:
@@ -412,6 +461,8 @@ class Vault:
                 cipher = self._cipher(tx, stored)
             except _DataKeyGoneError:
                 raise NotFound("no field holds this token") from None
+        self.guards.check_canary(caller, "detokenize", stored.subject_id, stored.field)
+        self.guards.check_consent(caller, "detokenize", stored.subject_id, purpose)
         view = self._view(stored, cipher, with_token=True)
         if not bytes_eq(view.token.encode(), token.encode()):
             raise DataLoss("the token does not match its field")
@@ -434,6 +485,62 @@ class Vault:
         digest = self._indexer.digest(normal.type, normal.index_input)
         with self._store.read() as tx:
             return repo.find_subjects(tx.data, normal.type, digest)
+
+    def export_subject(
+        self, caller: str, subject_id: str, purpose: str
+    ) -> tuple[list[FieldRead], list[repo.AuditRecord]]:
+        """Every field in plaintext and the subject's access history, for a DSAR.
+
+        Needs the ``export`` action for the purpose (``dsar`` by default) and
+        is audited, like any reveal, before the answer leaves.
+        """
+        check_subject_id(subject_id, self.limits)
+        check_purpose(purpose, self.limits)
+        self._require(caller, Action.EXPORT, subject_id=subject_id, purpose=purpose)
+        with self._store.read() as tx:
+            stored_fields = repo.list_fields(tx.data, subject_id)
+            if not stored_fields:
+                self._raise_missing(tx, subject_id, "subject has no fields")
+            for stored in stored_fields:
+                self._require(
+                    caller,
+                    Action.EXPORT,
+                    subject_id=subject_id,
+                    field=stored.field,
+                    field_type=stored.field_type,
+                    purpose=purpose,
+                )
+                self.guards.check_canary(caller, "export", subject_id, stored.field)
+            self.guards.check_consent(caller, "export", subject_id, purpose)
+            try:
+                ciphers = [self._cipher(tx, s) for s in stored_fields]
+            except _DataKeyGoneError:
+                raise Unavailable("the subject changed while it was read; retry") from None
+        reads = [
+            FieldRead(self._view(s, c, with_token=True), self._value(s, c))
+            for s, c in zip(stored_fields, ciphers, strict=True)
+        ]
+        history = self._audit.events(subject_id)
+        self._audit.record(
+            caller,
+            "export",
+            subject_id=subject_id,
+            view="plaintext",
+            purpose=purpose,
+            detail=f"{len(reads)} fields",
+        )
+        return reads, history
+
+    def plant_canary(self, caller: str, subject_id: str, field: str, value: FieldValue) -> None:
+        """Store a decoy value and mark it: any later read of it sounds the alarm."""
+        self._require(caller, Action.ADMIN, subject_id=subject_id, field=field)
+        check_subject_id(subject_id, self.limits)
+        check_field_name(field, self.limits)
+        now = self._clock()
+        normal = fields.normalize(value, today=now.date())
+        request_mac = self._indexer.mac(normal.type, b"canary")
+        self._put(subject_id, field, normal, "", request_mac, now)
+        self.guards.plant_canary(caller, subject_id, field)
 
     # -- helpers ----------------------------------------------------------------------
     def _stored_field(self, tx: Tx, subject_id: str, field: str) -> repo.StoredField:

@@ -36,6 +36,12 @@ class KeyProvider(Protocol):
     that is not retired. Failures to reach the key raise
     ``vault.errors.Unavailable``; a wrapped key that fails authentication
     raises ``vault.errors.DataLoss``.
+
+    Rotation and retirement bound how long a backup stays openable: a backup
+    taken before a shred holds the subject key wrapped under the master key
+    version of that day, and once that version is retired nothing opens it.
+    A provider shared by several processes (replicas, workers) must let each
+    of them see another's rotation or retirement without a restart.
     """
 
     def wrap(self, key: bytes, context: bytes) -> WrappedKey: ...
@@ -43,6 +49,28 @@ class KeyProvider(Protocol):
     def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes: ...
 
     def versions(self) -> list[MasterKeyInfo]: ...
+
+    def current_version(self) -> int:
+        """The version ``wrap`` uses now (after any rotation made elsewhere)."""
+        ...
+
+    def rotate(self) -> MasterKeyInfo:
+        """Make a new master key version and make it current; returns it.
+
+        Older versions stay usable for ``unwrap`` until retired, so nothing
+        wrapped before the rotation becomes unreadable by rotating.
+        """
+        ...
+
+    def retire(self, version: int) -> MasterKeyInfo:
+        """Destroy the key material of ``version``; it never unwraps again.
+
+        The caller must first make sure no stored key is wrapped under it
+        (``vault.domain.key_admin`` counts them). Refuses the current version
+        with ``vault.errors.FailedPrecondition`` and an unknown one with
+        ``vault.errors.NotFound``; retiring a retired version is a no-op.
+        """
+        ...
 
     def check(self) -> None:
         """Raise ``Unavailable`` unless the master key can be used now."""

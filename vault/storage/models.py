@@ -163,6 +163,28 @@ class PendingShredRow(Base):
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ConsentRow(Base):
+    """Whether a subject consents to a purpose the policy marks ``requires_consent``."""
+
+    __tablename__ = "consents"
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(64), primary_key=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CanaryRow(Base):
+    """A planted decoy field: any read of it is refused and raises an alarm."""
+
+    __tablename__ = "canaries"
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX), primary_key=True)
+    planted_by: Mapped[str] = mapped_column(String(64))
+    planted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class AuditEventRow(Base):
     """An audit event: who did what to which field, never a value."""
 
@@ -203,6 +225,8 @@ DATA_TABLES = (
     "idempotency_keys",
     "shred_receipts",
     "pending_shreds",
+    "consents",
+    "canaries",
     "audit_events",
     "audit_head",
 )

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from vault.crypto.hash_chain import GENESIS, event_hash
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
@@ -20,6 +31,8 @@ from vault.storage.models import (
     AuditEventRow,
     AuditHeadRow,
     BlindIndexRow,
+    CanaryRow,
+    ConsentRow,
     DataKeyRow,
     FieldRow,
     IdempotencyRow,
@@ -627,6 +640,8 @@ def delete_subject_data(conn: Connection, subject_id: str) -> None:
     conn.execute(delete(_idem).where(_idem.c.subject_id == subject_id))
     conn.execute(delete(_fields).where(_fields.c.subject_id == subject_id))
     conn.execute(delete(_pending).where(_pending.c.subject_id == subject_id))
+    conn.execute(delete(_consents).where(_consents.c.subject_id == subject_id))
+    conn.execute(delete(_canaries).where(_canaries.c.subject_id == subject_id))
 
 
 def receipt_by_request(conn: Connection, request_id: str) -> StoredReceipt | None:
@@ -687,23 +702,245 @@ def queue_shred(conn: Connection, pending: PendingShred) -> None:
     )
 
 
-def expired_card_subjects(conn: Connection, before: date, limit: int) -> list[tuple[str, str]]:
-    """(subject, field) of cards whose last valid day is before ``before``."""
+def expired_card_subjects(
+    conn: Connection, before: date, limit: int, *, offset: int = 0
+) -> list[tuple[str, str]]:
+    """(subject, field) of cards whose last valid day is before ``before``.
+
+    Ordered totally (expiry, subject, field), so that ``offset`` pages past
+    rows a caller left in place (a retention sweep skipping held subjects).
+    """
     rows = conn.execute(
         select(_fields.c.subject_id, _fields.c.field)
         .where(_fields.c.expires_on.is_not(None), _fields.c.expires_on < before)
-        .order_by(_fields.c.expires_on)
+        .order_by(_fields.c.expires_on, _fields.c.subject_id, _fields.c.field)
         .limit(limit)
+        .offset(offset)
     )
     return [(row[0], row[1]) for row in rows]
 
 
-def idle_subjects(conn: Connection, untouched_since: datetime, limit: int) -> list[str]:
-    """Active subjects not written since ``untouched_since``."""
+def count_expired_cards(conn: Connection, before: date) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(_fields)
+            .where(_fields.c.expires_on.is_not(None), _fields.c.expires_on < before)
+        ).scalar_one()
+    )
+
+
+def field_expires_on(conn: Connection, subject_id: str, field: str) -> date | None:
+    """The last valid day stored with a field (cards), or None."""
+    value = conn.execute(
+        select(_fields.c.expires_on).where(
+            _fields.c.subject_id == subject_id, _fields.c.field == field
+        )
+    ).scalar_one_or_none()
+    return cast(date | None, value)
+
+
+def idle_subjects(
+    conn: Connection, untouched_since: datetime, limit: int, *, offset: int = 0
+) -> list[str]:
+    """Active subjects not written since ``untouched_since``, oldest first.
+
+    Ordered totally (last write, subject), so that ``offset`` pages past rows a
+    caller left in place.
+    """
     rows = conn.execute(
         select(_subjects.c.subject_id)
         .where(_subjects.c.state == ACTIVE, _subjects.c.updated_at < untouched_since)
-        .order_by(_subjects.c.updated_at)
+        .order_by(_subjects.c.updated_at, _subjects.c.subject_id)
         .limit(limit)
+        .offset(offset)
     )
     return [row[0] for row in rows]
+
+
+def count_idle_subjects(conn: Connection, untouched_since: datetime) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(_subjects)
+            .where(_subjects.c.state == ACTIVE, _subjects.c.updated_at < untouched_since)
+        ).scalar_one()
+    )
+
+
+# -- master-key rotation: rewrapping and counting -------------------------------------------------
+@dataclass(frozen=True)
+class KekUse:
+    """How many stored keys are wrapped under one master key version."""
+
+    kek_id: str
+    kek_version: int
+    subject_keys: int
+    index_keys: int
+
+    @property
+    def keys(self) -> int:
+        return self.subject_keys + self.index_keys
+
+
+def _not_under(table: Table, kek_id: str, kek_version: int) -> Any:
+    return or_(table.c.kek_version != kek_version, table.c.kek_id != kek_id)
+
+
+def count_keys_to_rewrap(conn: Connection, kek_id: str, kek_version: int) -> int:
+    """Subject and index keys wrapped under anything but master key ``kek_id`` v``kek_version``."""
+    total = 0
+    for table in (_subject_keys, _index_keys):
+        total += conn.execute(
+            select(func.count()).select_from(table).where(_not_under(table, kek_id, kek_version))
+        ).scalar_one()
+    return total
+
+
+def subject_keys_to_rewrap(
+    conn: Connection, kek_id: str, kek_version: int, after_key_id: str, limit: int
+) -> list[SubjectKeyMaterial]:
+    """The next ``limit`` subject keys not under ``kek_id`` v``kek_version``, by key_id.
+
+    Keyset pagination: pass the last key_id of the previous batch as
+    ``after_key_id`` ("" for the first), so each key is visited once per pass
+    even while the pass moves rows to another version.
+    """
+    rows = conn.execute(
+        select(_subject_keys)
+        .where(
+            _not_under(_subject_keys, kek_id, kek_version), _subject_keys.c.key_id > after_key_id
+        )
+        .order_by(_subject_keys.c.key_id)
+        .limit(limit)
+    )
+    return [_subject_key(row) for row in rows]
+
+
+def index_keys_to_rewrap(
+    conn: Connection, kek_id: str, kek_version: int, after_key_id: str, limit: int
+) -> list[IndexKeyMaterial]:
+    """As ``subject_keys_to_rewrap``, for blind-index keys."""
+    rows = conn.execute(
+        select(_index_keys)
+        .where(_not_under(_index_keys, kek_id, kek_version), _index_keys.c.key_id > after_key_id)
+        .order_by(_index_keys.c.key_id)
+        .limit(limit)
+    )
+    return [
+        IndexKeyMaterial(r.field_type, r.key_id, WrappedKey(r.kek_id, r.kek_version, r.wrapped))
+        for r in rows
+    ]
+
+
+def rewrap_subject_key(conn: Connection, key_id: str, old: WrappedKey, new: WrappedKey) -> bool:
+    """Replace a subject key's wrapping, only if it is still ``old``; False if not.
+
+    A key shredded (deleted) or rewrapped by someone else since it was read
+    is left alone: an update never brings a deleted key back.
+    """
+    result = conn.execute(
+        update(_subject_keys)
+        .where(
+            _subject_keys.c.key_id == key_id,
+            _subject_keys.c.kek_id == old.kek_id,
+            _subject_keys.c.kek_version == old.kek_version,
+            _subject_keys.c.wrapped == old.ciphertext,
+        )
+        .values(kek_id=new.kek_id, kek_version=new.kek_version, wrapped=new.ciphertext)
+    )
+    return result.rowcount == 1
+
+
+def rewrap_index_key(
+    conn: Connection, field_type: str, key_id: str, old: WrappedKey, new: WrappedKey
+) -> bool:
+    """As ``rewrap_subject_key``, for a blind-index key."""
+    result = conn.execute(
+        update(_index_keys)
+        .where(
+            _index_keys.c.field_type == field_type,
+            _index_keys.c.key_id == key_id,
+            _index_keys.c.kek_id == old.kek_id,
+            _index_keys.c.kek_version == old.kek_version,
+            _index_keys.c.wrapped == old.ciphertext,
+        )
+        .values(kek_id=new.kek_id, kek_version=new.kek_version, wrapped=new.ciphertext)
+    )
+    return result.rowcount == 1
+
+
+def count_keys_by_kek_version(conn: Connection) -> list[KekUse]:
+    """Stored subject and index keys per (master key, version), in version order."""
+    counts: dict[tuple[str, int], list[int]] = {}
+    for slot, table in enumerate((_subject_keys, _index_keys)):
+        rows = conn.execute(
+            select(table.c.kek_id, table.c.kek_version, func.count()).group_by(
+                table.c.kek_id, table.c.kek_version
+            )
+        )
+        for kek_id, kek_version, count in rows:
+            counts.setdefault((kek_id, kek_version), [0, 0])[slot] = count
+    return [
+        KekUse(kek_id, version, subject, index)
+        for (kek_id, version), (subject, index) in sorted(counts.items(), key=lambda i: i[0][::-1])
+    ]
+
+
+def hold_key_writes(conn: Connection) -> None:
+    """Until this transaction ends, no other may add or rewrap a key (PostgreSQL).
+
+    ``SHARE`` mode waits for transactions that already wrote key rows and
+    blocks new writers, so a count taken after it is exact until commit. On
+    SQLite the write transaction (``BEGIN IMMEDIATE``) already excludes every
+    other writer.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE subject_keys, index_keys IN SHARE MODE")
+
+
+# -- consent and canaries ------------------------------------------------------------------------
+_consents = cast(Table, ConsentRow.__table__)
+_canaries = cast(Table, CanaryRow.__table__)
+
+
+def consent_granted(conn: Connection, subject_id: str, purpose: str) -> bool:
+    granted = conn.execute(
+        select(_consents.c.granted).where(
+            _consents.c.subject_id == subject_id, _consents.c.purpose == purpose
+        )
+    ).scalar_one_or_none()
+    return bool(granted)
+
+
+def set_consent(
+    conn: Connection, subject_id: str, purpose: str, granted: bool, now: datetime
+) -> None:
+    conn.execute(
+        delete(_consents).where(
+            _consents.c.subject_id == subject_id, _consents.c.purpose == purpose
+        )
+    )
+    conn.execute(
+        insert(_consents).values(
+            subject_id=subject_id, purpose=purpose, granted=granted, updated_at=now
+        )
+    )
+
+
+def delete_consents(conn: Connection, subject_id: str) -> None:
+    conn.execute(delete(_consents).where(_consents.c.subject_id == subject_id))
+
+
+def canaries(conn: Connection) -> set[tuple[str, str]]:
+    return {
+        (row[0], row[1]) for row in conn.execute(select(_canaries.c.subject_id, _canaries.c.field))
+    }
+
+
+def plant_canary(conn: Connection, subject_id: str, field: str, caller: str, now: datetime) -> None:
+    conn.execute(
+        insert(_canaries).values(
+            subject_id=subject_id, field=field, planted_by=caller, planted_at=now
+        )
+    )

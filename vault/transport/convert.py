@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from google.type import date_pb2, postal_address_pb2
 
+from vault.crypto.signing import ReceiptSigner
+from vault.domain.audit_reader import AuditRecord, ChainedEvent
 from vault.domain.model import FieldRead, FieldView
 from vault.domain.shredding import ShredReceipt
 from vault.errors import InvalidArgument, ResourceExhausted
@@ -166,4 +169,74 @@ def receipt_to_proto(receipt: ShredReceipt) -> pb.ShredReceipt:
         payload=receipt.payload,
         signature=receipt.signature,
         signing_key_id=receipt.signing_key_id,
+    )
+
+
+def event_to_proto(event: ChainedEvent) -> pb.AuditEvent:
+    record = event.record
+    return pb.AuditEvent(
+        sequence=event.sequence,
+        time=timestamp(record.time),
+        caller=record.caller,
+        action=record.action,
+        subject_id=record.subject_id,
+        field=record.field,
+        view=record.view,
+        purpose=record.purpose,
+        outcome=record.outcome,
+        status_code=record.status_code,
+        detail=record.detail,
+        hash=event.hash,
+        prev_hash=event.prev_hash,
+    )
+
+
+def _history_to_proto(record: AuditRecord) -> pb.AuditEvent:
+    return pb.AuditEvent(
+        time=timestamp(record.time),
+        caller=record.caller,
+        action=record.action,
+        subject_id=record.subject_id,
+        field=record.field,
+        view=record.view,
+        purpose=record.purpose,
+        outcome=record.outcome,
+        status_code=record.status_code,
+        detail=record.detail,
+    )
+
+
+def export_to_proto(
+    subject_id: str,
+    purpose: str,
+    reads: list[FieldRead],
+    history: list[AuditRecord],
+    signer: ReceiptSigner,
+) -> pb.ExportSubjectResponse:
+    """The export, and the same export as signed canonical JSON for filing."""
+    exported = [
+        pb.ExportedField(view=view_to_proto(read.view), value=value_to_proto(read.value))
+        for read in reads
+        if read.value is not None  # an export always carries the values
+    ]
+    events = [_history_to_proto(r) for r in history]
+    document = {
+        "subject_id": subject_id,
+        "purpose": purpose,
+        "signing_key_id": signer.key_id,
+        "fields": [
+            json_format.MessageToDict(field, preserving_proto_field_name=True) for field in exported
+        ],
+        "access_history": [
+            json_format.MessageToDict(event, preserving_proto_field_name=True) for event in events
+        ],
+    }
+    payload = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    raw = payload.encode()
+    return pb.ExportSubjectResponse(
+        fields=exported,
+        access_history=events,
+        payload=raw,
+        signature=signer.sign(raw),
+        signing_key_id=signer.key_id,
     )

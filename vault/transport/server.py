@@ -20,9 +20,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vault.domain.audit_reader import AuditReader
+from vault.domain.key_admin import KeyAdmin
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault
-from vault.transport.servicer import AuditServicer, KeyAdminServicer, VaultServicer
+from vault.transport.servicer import (
+    NEVER_SEALED,
+    AuditServicer,
+    KeyAdminServicer,
+    SealState,
+    VaultServicer,
+)
 from vault.v1 import vault_pb2
 from vault.v1 import vault_pb2_grpc as pb_grpc
 
@@ -64,9 +72,20 @@ def is_loopback(listen: str) -> bool:
 
 
 def build_server(
-    vault: Vault, shredder: Shredder, options: ServerOptions
+    vault: Vault,
+    shredder: Shredder,
+    options: ServerOptions,
+    *,
+    key_admin: KeyAdmin,
+    audit_reader: AuditReader,
+    seal: SealState = NEVER_SEALED,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Create and start the server; returns it, the bound port and the health servicer."""
+    """Create and start the server; returns it, the bound port and the health servicer.
+
+    While ``seal`` says sealed, every vault, key-admin and audit call answers
+    UNAVAILABLE and health says NOT_SERVING (from the first moment, when the
+    server starts sealed); health and reflection keep answering.
+    """
     if options.tls is None and not is_loopback(options.listen):
         raise ValueError("a plain-text port is only allowed on a loopback address")
     server = grpc.server(
@@ -84,15 +103,25 @@ def build_server(
             shredder,
             max_value_bytes=options.max_value_bytes,
             trust_metadata=options.tls is None,
+            seal=seal,
         ),
         server,
     )
-    pb_grpc.add_KeyAdminServiceServicer_to_server(KeyAdminServicer(), server)
-    pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(), server)
+    pb_grpc.add_KeyAdminServiceServicer_to_server(
+        KeyAdminServicer(key_admin, trust_metadata=options.tls is None, seal=seal), server
+    )
+    pb_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(audit_reader, trust_metadata=options.tls is None, seal=seal), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    status = (
+        health_pb2.HealthCheckResponse.NOT_SERVING
+        if seal.sealed
+        else health_pb2.HealthCheckResponse.SERVING
+    )
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_servicer.set(name, status)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )

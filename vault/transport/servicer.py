@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any, Concatenate, NoReturn, TypeVar, cast
+from datetime import UTC
+from typing import Any, Concatenate, NoReturn, Protocol, TypeVar, cast
 
 import grpc
 
+from vault.domain.audit_reader import AuditReader
+from vault.domain.key_admin import KeyAdmin
 from vault.domain.model import GetRequest
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault
-from vault.errors import InvalidArgument, ResourceExhausted, Unauthenticated, VaultError
+from vault.errors import (
+    InvalidArgument,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    VaultError,
+)
 from vault.transport import convert
 from vault.transport.status import abort, abort_internal, status_proto
 from vault.v1 import vault_pb2 as pb
@@ -23,7 +32,29 @@ from vault.v1 import vault_pb2_grpc as pb_grpc
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-S = TypeVar("S", bound="VaultServicer")
+
+
+class SealState(Protocol):
+    """Whether the vault is sealed (``vault.bootstrap.seal.Seal``): then every call is refused."""
+
+    @property
+    def sealed(self) -> bool: ...
+
+
+class _NeverSealed:
+    sealed = False
+
+
+NEVER_SEALED: SealState = _NeverSealed()
+SEALED_MESSAGE = "the vault is sealed: its master key cannot be reached"
+
+
+class _Servicer(Protocol):
+    trust_metadata: bool
+    seal: SealState
+
+
+S = TypeVar("S", bound=_Servicer)
 
 CALLER_METADATA = "x-vault-caller"
 
@@ -47,6 +78,8 @@ def rpc(
     @functools.wraps(method)
     def handler(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
         try:
+            if self.seal.sealed:  # fail closed: nothing is decrypted while sealed
+                raise Unavailable(SEALED_MESSAGE)
             caller = caller_of(context, trust_metadata=self.trust_metadata)
             return method(self, caller, request, context)
         except VaultError as error:
@@ -65,11 +98,13 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         *,
         max_value_bytes: int,
         trust_metadata: bool = False,
+        seal: SealState = NEVER_SEALED,
     ):
         self._vault = vault
         self._shredder = shredder
         self._max_value_bytes = max_value_bytes
         self.trust_metadata = trust_metadata
+        self.seal = seal
 
     @rpc
     def PutField(  # noqa: N802 (gRPC method names)
@@ -177,15 +212,23 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         return pb.SetLegalHoldResponse(hold=hold)
 
     # Later issues implement these; until then they answer UNIMPLEMENTED.
+    @rpc
     def ExportSubject(  # noqa: N802
-        self, request: pb.ExportSubjectRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.ExportSubjectRequest, context: grpc.ServicerContext
     ) -> pb.ExportSubjectResponse:
-        unimplemented(context, "ExportSubject")
+        reads, history = self._vault.export_subject(caller, request.subject_id, request.purpose)
+        return convert.export_to_proto(
+            request.subject_id, request.purpose, reads, history, self._shredder.signer
+        )
 
+    @rpc
     def SetConsent(  # noqa: N802
-        self, request: pb.SetConsentRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.SetConsentRequest, context: grpc.ServicerContext
     ) -> pb.SetConsentResponse:
-        unimplemented(context, "SetConsent")
+        granted = self._vault.guards.set_consent(
+            caller, request.subject_id, request.purpose, request.granted
+        )
+        return pb.SetConsentResponse(granted=granted)
 
 
 def unimplemented(context: grpc.ServicerContext, method: str) -> NoReturn:
@@ -193,30 +236,103 @@ def unimplemented(context: grpc.ServicerContext, method: str) -> NoReturn:
     raise AssertionError("abort returned")
 
 
+def rpc_stream(
+    method: Callable[Concatenate[S, str, Req, grpc.ServicerContext, ...], Iterator[Resp]],
+) -> Callable[[S, Req, grpc.ServicerContext], Iterator[Resp]]:
+    """``rpc`` for server-streaming methods: an error mid-stream ends it with its status."""
+
+    @functools.wraps(method)
+    def handler(self: S, request: Req, context: grpc.ServicerContext) -> Iterator[Resp]:
+        try:
+            if self.seal.sealed:
+                raise Unavailable(SEALED_MESSAGE)
+            caller = caller_of(context, trust_metadata=self.trust_metadata)
+            yield from method(self, caller, request, context)
+        except VaultError as error:
+            abort(context, error)
+        except Exception as exc:  # never a stack trace or a value to the caller
+            abort_internal(context, exc, method.__name__)
+
+    return handler
+
+
+RETIRED_VERSIONS_METADATA = "x-vault-retired-versions"
+"""Trailing metadata of RewrapKeys: the master key versions it retired, comma-separated."""
+
+
 class KeyAdminServicer(pb_grpc.KeyAdminServiceServicer):
+    def __init__(
+        self, admin: KeyAdmin, *, trust_metadata: bool = False, seal: SealState = NEVER_SEALED
+    ) -> None:
+        self._admin = admin
+        self.trust_metadata = trust_metadata
+        self.seal = seal
+
+    @rpc
     def RotateMasterKey(  # noqa: N802
-        self, request: pb.RotateMasterKeyRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.RotateMasterKeyRequest, context: grpc.ServicerContext
     ) -> pb.RotateMasterKeyResponse:
-        unimplemented(context, "RotateMasterKey")
+        info = self._admin.rotate(caller)
+        return pb.RotateMasterKeyResponse(key_id=info.kek_id, version=info.version)
 
+    @rpc_stream
     def RewrapKeys(  # noqa: N802
-        self, request: pb.RewrapKeysRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.RewrapKeysRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RewrapKeysResponse]:
-        unimplemented(context, "RewrapKeys")
+        job = self._admin.rewrap(caller, request.batch_size)
+        for done, total in job:
+            yield pb.RewrapKeysResponse(done=done, total=total)
+        retired = ",".join(str(info.version) for info in job.retired)
+        context.set_trailing_metadata(((RETIRED_VERSIONS_METADATA, retired),))
 
+    @rpc
     def GetKeyStatus(  # noqa: N802
-        self, request: pb.GetKeyStatusRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.GetKeyStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetKeyStatusResponse:
-        unimplemented(context, "GetKeyStatus")
+        response = pb.GetKeyStatusResponse()
+        for status in self._admin.status(caller):
+            version = response.versions.add(
+                key_id=status.kek_id, version=status.version, state=status.state, uses=status.uses
+            )
+            if status.created_at is not None:
+                version.created_at.CopyFrom(convert.timestamp(status.created_at))
+        return response
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
-    def ListEvents(  # noqa: N802
-        self, request: pb.ListEventsRequest, context: grpc.ServicerContext
-    ) -> pb.ListEventsResponse:
-        unimplemented(context, "ListEvents")
+    def __init__(
+        self, reader: AuditReader, *, trust_metadata: bool = False, seal: SealState = NEVER_SEALED
+    ) -> None:
+        self._reader = reader
+        self.trust_metadata = trust_metadata
+        self.seal = seal
 
+    @rpc
+    def ListEvents(  # noqa: N802
+        self, caller: str, request: pb.ListEventsRequest, context: grpc.ServicerContext
+    ) -> pb.ListEventsResponse:
+        events, next_token = self._reader.list_events(
+            caller,
+            subject_id=request.subject_id,
+            event_caller=request.caller,
+            action=request.action,
+            start=request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None,
+            end=request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListEventsResponse(
+            events=[convert.event_to_proto(e) for e in events], next_page_token=next_token
+        )
+
+    @rpc
     def VerifyChain(  # noqa: N802
-        self, request: pb.VerifyChainRequest, context: grpc.ServicerContext
+        self, caller: str, request: pb.VerifyChainRequest, context: grpc.ServicerContext
     ) -> pb.VerifyChainResponse:
-        unimplemented(context, "VerifyChain")
+        check = self._reader.verify(caller)
+        return pb.VerifyChainResponse(
+            ok=check.ok,
+            events_checked=check.events_checked,
+            first_bad_position=check.first_bad_position,
+            problem=check.problem,
+        )

@@ -867,6 +867,15 @@ class ExportSubjectResponse(_message.Message):
 
     FIELDS_FIELD_NUMBER: _builtins.int
     ACCESS_HISTORY_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    payload: _builtins.bytes
+    """The same export as canonical JSON, and its Ed25519 signature by the
+    vault's receipt key, for filing with the data-subject request.
+    """
+    signature: _builtins.bytes
+    signing_key_id: _builtins.str
     @_builtins.property
     def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedField]: ...
     @_builtins.property
@@ -876,10 +885,13 @@ class ExportSubjectResponse(_message.Message):
         *,
         fields: _abc.Iterable[Global___ExportedField] | None = ...,
         access_history: _abc.Iterable[Global___AuditEvent] | None = ...,
+        payload: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        signing_key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_history", b"access_history", "fields", b"fields"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_history", b"access_history", "fields", b"fields", "payload", b"payload", "signature", b"signature", "signing_key_id", b"signing_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1158,6 +1170,7 @@ class AuditEvent(_message.Message):
     STATUS_CODE_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     PREV_HASH_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     caller: _builtins.str
     action: _builtins.str
@@ -1169,6 +1182,10 @@ class AuditEvent(_message.Message):
     status_code: _builtins.str
     hash: _builtins.bytes
     prev_hash: _builtins.bytes
+    detail: _builtins.str
+    """Why, in words and never a value: "no consent", "legal hold",
+    "severity=high: read of a canary field", "granted", "3 fields".
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1186,10 +1203,11 @@ class AuditEvent(_message.Message):
         status_code: _builtins.str = ...,
         hash: _builtins.bytes = ...,
         prev_hash: _builtins.bytes = ...,
+        detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "caller", b"caller", "field", b"field", "hash", b"hash", "outcome", b"outcome", "prev_hash", b"prev_hash", "purpose", b"purpose", "sequence", b"sequence", "status_code", b"status_code", "subject_id", b"subject_id", "time", b"time", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "caller", b"caller", "detail", b"detail", "field", b"field", "hash", b"hash", "outcome", b"outcome", "prev_hash", b"prev_hash", "purpose", b"purpose", "sequence", b"sequence", "status_code", b"status_code", "subject_id", b"subject_id", "time", b"time", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

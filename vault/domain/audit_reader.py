@@ -1,0 +1,83 @@
+"""Reading and verifying the audit log: operators only (``admin``)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+
+from vault.audit.log import AuditLog
+from vault.errors import InvalidArgument, PermissionDenied
+from vault.policy import Action, Policy
+from vault.storage import repository as repo
+from vault.storage.repository import AuditRecord, ChainedEvent
+
+__all__ = ["AuditReader", "AuditRecord", "ChainedEvent"]
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def _page_token(sequence: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{sequence}".encode()).decode()
+
+
+def _after(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "after":
+            raise ValueError(prefix)
+        return int(number)
+    except ValueError:
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
+
+
+class AuditReader:
+    def __init__(self, audit: AuditLog, policy: Callable[[], Policy]) -> None:
+        self._audit = audit
+        self._policy = policy
+
+    def _require(self, caller: str, action: str) -> None:
+        decision = self._policy().decide(caller, Action.ADMIN)
+        if not decision.allowed:
+            self._audit.record(caller, action, outcome="denied", status_code="PERMISSION_DENIED")
+            raise PermissionDenied(decision.reason)
+
+    def list_events(
+        self,
+        caller: str,
+        *,
+        subject_id: str = "",
+        event_caller: str = "",
+        action: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[ChainedEvent], str]:
+        if page_size < 0 or page_size > MAX_PAGE:
+            raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
+        after = _after(page_token)
+        self._require(caller, "audit-list")
+        self._audit.flush()
+        limit = page_size or DEFAULT_PAGE
+        events = self._audit.page(
+            after_sequence=after,
+            limit=limit + 1,
+            subject_id=subject_id,
+            caller=event_caller,
+            action=action,
+            start=start,
+            end=end,
+        )
+        more = len(events) > limit
+        events = events[:limit]
+        return events, (_page_token(events[-1].sequence) if more and events else "")
+
+    def verify(self, caller: str) -> repo.ChainCheck:
+        self._require(caller, "audit-verify")
+        self._audit.flush()
+        return self._audit.verify()

@@ -1,0 +1,150 @@
+"""Checks every read makes beyond the policy: consent, and canary fields.
+
+Consent: a purpose that the policy marks ``requires_consent`` is refused for
+a subject until the subject has consented to it; withdrawing consent takes
+effect on the next call (the consent row is read every time such a purpose
+is used, never cached).
+
+Canaries: an operator plants decoy fields that no legitimate caller ever
+reads. Any read of one is refused, written as a high-severity audit event,
+logged at CRITICAL and counted: an early warning of someone walking the
+data. Each process keeps the (small) set of canaries in memory and
+refreshes it every few seconds, so the hot read path pays a set lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from vault.audit.log import AuditLog
+from vault.domain.model import Limits, check_field_name, check_purpose, check_subject_id
+from vault.errors import InvalidArgument, PermissionDenied
+from vault.policy import Action, Policy
+from vault.storage import repository as repo
+from vault.storage.database import Store
+
+log = logging.getLogger("vault.alarm")
+
+
+class AccessGuards:
+    def __init__(
+        self,
+        store: Store,
+        policy: Callable[[], Policy],
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+        *,
+        limits: Limits | None = None,
+        refresh_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._audit = audit
+        self._clock = clock
+        self._limits = limits or Limits()
+        self._refresh_seconds = refresh_seconds
+        self._monotonic = monotonic
+        self._canaries: frozenset[tuple[str, str]] = frozenset()
+        self._canaries_read_at = float("-inf")
+        self._lock = threading.Lock()
+        self.canary_hits = 0
+
+    # -- consent ---------------------------------------------------------------------
+    def check_consent(self, caller: str, action: str, subject_id: str, purpose: str) -> None:
+        if not purpose or not self._policy().requires_consent(purpose):
+            return
+        with self._store.read() as tx:
+            granted = repo.consent_granted(tx.data, subject_id, purpose)
+        if not granted:
+            self._audit.record(
+                caller,
+                action,
+                subject_id=subject_id,
+                purpose=purpose,
+                outcome="denied",
+                status_code="PERMISSION_DENIED",
+                detail="no consent",
+            )
+            raise PermissionDenied(f"the subject has not consented to purpose {purpose!r}")
+
+    def set_consent(self, caller: str, subject_id: str, purpose: str, granted: bool) -> bool:
+        check_subject_id(subject_id, self._limits)
+        if not purpose:
+            raise InvalidArgument("purpose", "is required")
+        check_purpose(purpose, self._limits)
+        decision = self._policy().decide(caller, Action.CONSENT, purpose=purpose)
+        if not decision.allowed:
+            self._audit.record(
+                caller,
+                "consent",
+                subject_id=subject_id,
+                purpose=purpose,
+                outcome="denied",
+                status_code="PERMISSION_DENIED",
+            )
+            raise PermissionDenied(decision.reason)
+        with self._store.write() as tx:
+            repo.set_consent(tx.data, subject_id, purpose, granted, self._clock())
+        self._audit.record(
+            caller,
+            "consent",
+            subject_id=subject_id,
+            purpose=purpose,
+            detail="granted" if granted else "withdrawn",
+        )
+        return granted
+
+    # -- canaries ----------------------------------------------------------------------
+    def _current_canaries(self) -> frozenset[tuple[str, str]]:
+        now = self._monotonic()
+        if now - self._canaries_read_at >= self._refresh_seconds:
+            with self._lock:
+                if now - self._canaries_read_at >= self._refresh_seconds:
+                    with self._store.read() as tx:
+                        self._canaries = frozenset(repo.canaries(tx.data))
+                    self._canaries_read_at = now
+        return self._canaries
+
+    def is_canary(self, subject_id: str, field: str) -> bool:
+        return (subject_id, field) in self._current_canaries()
+
+    def check_canary(self, caller: str, action: str, subject_id: str, field: str) -> None:
+        """Refuse and sound the alarm when ``(subject_id, field)`` is a canary."""
+        if (subject_id, field) not in self._current_canaries():
+            return
+        with self._lock:
+            self.canary_hits += 1
+        log.critical(
+            "CANARY READ: caller %s tried %s on canary field %s of subject %s",
+            caller,
+            action,
+            field,
+            subject_id,
+        )
+        self._audit.record(
+            caller,
+            action,
+            subject_id=subject_id,
+            field=field,
+            outcome="canary",
+            status_code="PERMISSION_DENIED",
+            detail="severity=high: read of a canary field",
+        )
+        raise PermissionDenied("access refused")
+
+    def plant_canary(self, caller: str, subject_id: str, field: str) -> None:
+        """Mark an existing field as a canary (the decoy value is stored with PutField)."""
+        check_subject_id(subject_id, self._limits)
+        check_field_name(field, self._limits)
+        decision = self._policy().decide(caller, Action.ADMIN)
+        if not decision.allowed:
+            raise PermissionDenied(decision.reason)
+        with self._store.write() as tx:
+            repo.plant_canary(tx.data, subject_id, field, caller, self._clock())
+        self._canaries_read_at = float("-inf")
+        self._audit.record(caller, "canary", subject_id=subject_id, field=field, detail="planted")
