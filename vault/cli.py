@@ -28,6 +28,7 @@ from vault.domain.shredding import (
     signed_document,
     verify_receipt_document,
 )
+from vault.errors import VaultError
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
@@ -398,10 +399,17 @@ def run_canary(args: argparse.Namespace) -> int:
     from vault.transport.convert import value_from_proto
 
     settings = config.from_env({"data_dir": args.data_dir})
-    value = value_from_proto(value_from_text(args.type, sys.stdin.read()), 16 * 1024)
+    try:
+        value = value_from_proto(value_from_text(args.type, sys.stdin.read()), 16 * 1024)
+    except (VaultError, ValueError) as error:
+        print(f"invalid value: {type(error).__name__}", file=sys.stderr)
+        return 1
     app = build_app(settings)
     try:
         app.vault.plant_canary("admin", args.subject_id, args.field, value)
+    except VaultError as error:
+        print(f"{type(error).__name__}: {error.message}", file=sys.stderr)
+        return 1
     finally:
         app.audit.close()
         app.vault.close()

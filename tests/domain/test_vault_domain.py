@@ -673,3 +673,22 @@ def test_a_reveal_that_fails_authentication_is_not_audited_as_a_reveal(h: Harnes
         h.vault.get_field("privacy-desk", "tamper-1", "phone", "plaintext", "dsar")
     reveals = [e for e in h.audit.events("tamper-1") if e.action == "reveal"]
     assert reveals == []
+
+
+# -- canaries -------------------------------------------------------------------------------
+def test_a_canary_is_never_planted_over_a_real_value(h: Harness) -> None:
+    h.vault.put_field("registration", "c-1", "phone", PHONE)
+    with pytest.raises(AlreadyExists):
+        h.vault.plant_canary("admin", "c-1", "phone", OTHER_PHONE)
+    assert h.vault.get_field("registration", "c-1", "phone").view.masked == "+372 **** **67"
+    with pytest.raises(PermissionDenied):
+        h.vault.plant_canary("registration", "c-1", "decoy", OTHER_PHONE)
+
+
+def test_a_planted_canary_refuses_every_read(h: Harness) -> None:
+    h.vault.plant_canary("admin", "c-2", "phone", OTHER_PHONE)
+    with pytest.raises(PermissionDenied, match="access refused"):
+        h.vault.get_field("registration", "c-2", "phone")
+    with pytest.raises(PermissionDenied):
+        h.vault.list_fields("registration", "c-2")
+    assert h.vault.guards.canary_hits == 2

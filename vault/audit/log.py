@@ -41,6 +41,9 @@ class AuditLog:
         self._sink_lock = threading.Lock()
         self._buffer: list[repo.AuditRecord] = []
         self._buffer_lock = threading.Lock()
+        # Held from taking a batch until it is committed, so that a flush() that
+        # finds the buffer empty returns only after any batch in flight has landed.
+        self._flush_lock = threading.Lock()
         self._flush_interval = flush_interval
         self._max_buffer = max_buffer
         self._flusher: threading.Thread | None = None
@@ -117,17 +120,19 @@ class AuditLog:
             self.flush()  # the flusher cannot keep up: push back on readers
 
     def flush(self) -> None:
-        with self._buffer_lock:
-            batch, self._buffer = self._buffer, []
-        if not batch:
-            return
-        try:
-            self._append(batch)
-        except Unavailable:
-            # Keep the events for the next attempt rather than lose them.
+        """Write what is buffered; on return, every event buffered before the call is stored."""
+        with self._flush_lock:
             with self._buffer_lock:
-                self._buffer[:0] = batch
-            raise
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                self._append(batch)
+            except Unavailable:
+                # Keep the events for the next attempt rather than lose them.
+                with self._buffer_lock:
+                    self._buffer[:0] = batch
+                raise
 
     def _flush_loop(self) -> None:
         while not self._stop.is_set():

@@ -538,6 +538,10 @@ class Vault:
         check_field_name(field, self.limits)
         now = self._clock()
         normal = fields.normalize(value, today=now.date())
+        with self._store.read() as tx:
+            if repo.get_field(tx.data, subject_id, field) is not None:
+                # A canary is a decoy: never plant one over a real value.
+                raise AlreadyExists("the field exists; plant canaries on new fields only")
         request_mac = self._indexer.mac(normal.type, b"canary")
         self._put(subject_id, field, normal, "", request_mac, now)
         self.guards.plant_canary(caller, subject_id, field)

@@ -940,6 +940,9 @@ def canaries(conn: Connection) -> set[tuple[str, str]]:
 
 def plant_canary(conn: Connection, subject_id: str, field: str, caller: str, now: datetime) -> None:
     conn.execute(
+        delete(_canaries).where(_canaries.c.subject_id == subject_id, _canaries.c.field == field)
+    )
+    conn.execute(
         insert(_canaries).values(
             subject_id=subject_id, field=field, planted_by=caller, planted_at=now
         )
