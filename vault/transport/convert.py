@@ -173,22 +173,12 @@ def receipt_to_proto(receipt: ShredReceipt) -> pb.ShredReceipt:
 
 
 def event_to_proto(event: ChainedEvent) -> pb.AuditEvent:
-    record = event.record
-    return pb.AuditEvent(
-        sequence=event.sequence,
-        time=timestamp(record.time),
-        caller=record.caller,
-        action=record.action,
-        subject_id=record.subject_id,
-        field=record.field,
-        view=record.view,
-        purpose=record.purpose,
-        outcome=record.outcome,
-        status_code=record.status_code,
-        detail=record.detail,
-        hash=event.hash,
-        prev_hash=event.prev_hash,
-    )
+    """An event of the chain, with its position and hashes."""
+    message = _history_to_proto(event.record)
+    message.sequence = event.sequence
+    message.hash = event.hash
+    message.prev_hash = event.prev_hash
+    return message
 
 
 def _history_to_proto(record: AuditRecord) -> pb.AuditEvent:
