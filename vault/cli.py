@@ -581,6 +581,9 @@ def run_serve(args: argparse.Namespace) -> int:
         key_admin=app.key_admin,
         audit_reader=app.audit_reader,
         seal=watcher.seal,
+        on_auth_failure=lambda method: app.audit.record(
+            "", method, outcome="denied", status_code="UNAUTHENTICATED"
+        ),
     )
     watcher.start_watching(health, ("", *SERVICE_NAMES))
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(app.policy))

@@ -27,6 +27,7 @@ from vault.domain.vault import Vault
 from vault.transport.servicer import (
     NEVER_SEALED,
     AuditServicer,
+    AuthFailureHook,
     KeyAdminServicer,
     SealState,
     VaultServicer,
@@ -79,6 +80,7 @@ def build_server(
     key_admin: KeyAdmin,
     audit_reader: AuditReader,
     seal: SealState = NEVER_SEALED,
+    on_auth_failure: AuthFailureHook | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it, the bound port and the health servicer.
 
@@ -97,7 +99,7 @@ def build_server(
             ("grpc.so_reuseport", 1 if options.reuse_port else 0),
         ],
     )
-    pb_grpc.add_VaultServiceServicer_to_server(
+    servicers = (
         VaultServicer(
             vault,
             shredder,
@@ -105,14 +107,15 @@ def build_server(
             trust_metadata=options.tls is None,
             seal=seal,
         ),
-        server,
+        KeyAdminServicer(key_admin, trust_metadata=options.tls is None, seal=seal),
+        AuditServicer(audit_reader, trust_metadata=options.tls is None, seal=seal),
     )
-    pb_grpc.add_KeyAdminServiceServicer_to_server(
-        KeyAdminServicer(key_admin, trust_metadata=options.tls is None, seal=seal), server
-    )
-    pb_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(audit_reader, trust_metadata=options.tls is None, seal=seal), server
-    )
+    if on_auth_failure is not None:
+        for servicer in servicers:
+            servicer.on_auth_failure = on_auth_failure
+    pb_grpc.add_VaultServiceServicer_to_server(servicers[0], server)
+    pb_grpc.add_KeyAdminServiceServicer_to_server(servicers[1], server)
+    pb_grpc.add_AuditServiceServicer_to_server(servicers[2], server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     status = (

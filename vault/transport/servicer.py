@@ -49,9 +49,18 @@ NEVER_SEALED: SealState = _NeverSealed()
 SEALED_MESSAGE = "the vault is sealed: its master key cannot be reached"
 
 
+AuthFailureHook = Callable[[str], None]
+"""Records a refused, unidentified call (the RPC name) in the audit log before it is answered."""
+
+
+def _no_hook(_method: str) -> None:
+    return None
+
+
 class _Servicer(Protocol):
     trust_metadata: bool
     seal: SealState
+    on_auth_failure: AuthFailureHook
 
 
 S = TypeVar("S", bound=_Servicer)
@@ -80,7 +89,11 @@ def rpc(
         try:
             if self.seal.sealed:  # fail closed: nothing is decrypted while sealed
                 raise Unavailable(SEALED_MESSAGE)
-            caller = caller_of(context, trust_metadata=self.trust_metadata)
+            try:
+                caller = caller_of(context, trust_metadata=self.trust_metadata)
+            except Unauthenticated:
+                self.on_auth_failure(method.__name__)  # fail closed: raises if not written
+                raise
             return method(self, caller, request, context)
         except VaultError as error:
             abort(context, error)
@@ -105,6 +118,7 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         self._max_value_bytes = max_value_bytes
         self.trust_metadata = trust_metadata
         self.seal = seal
+        self.on_auth_failure: AuthFailureHook = _no_hook
 
     @rpc
     def PutField(  # noqa: N802 (gRPC method names)
@@ -246,7 +260,11 @@ def rpc_stream(
         try:
             if self.seal.sealed:
                 raise Unavailable(SEALED_MESSAGE)
-            caller = caller_of(context, trust_metadata=self.trust_metadata)
+            try:
+                caller = caller_of(context, trust_metadata=self.trust_metadata)
+            except Unauthenticated:
+                self.on_auth_failure(method.__name__)
+                raise
             yield from method(self, caller, request, context)
         except VaultError as error:
             abort(context, error)
@@ -267,6 +285,7 @@ class KeyAdminServicer(pb_grpc.KeyAdminServiceServicer):
         self._admin = admin
         self.trust_metadata = trust_metadata
         self.seal = seal
+        self.on_auth_failure: AuthFailureHook = _no_hook
 
     @rpc
     def RotateMasterKey(  # noqa: N802
@@ -306,6 +325,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         self._reader = reader
         self.trust_metadata = trust_metadata
         self.seal = seal
+        self.on_auth_failure: AuthFailureHook = _no_hook
 
     @rpc
     def ListEvents(  # noqa: N802
