@@ -31,6 +31,7 @@ from vault.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from vault.fields import Email, FieldType, PaymentCard, PaymentToken, PhoneNumber
 from vault.keys.hierarchy import KeyHierarchy
@@ -692,3 +693,24 @@ def test_a_planted_canary_refuses_every_read(h: Harness) -> None:
     with pytest.raises(PermissionDenied):
         h.vault.list_fields("registration", "c-2")
     assert h.vault.guards.canary_hits == 2
+
+
+# -- fail closed -----------------------------------------------------------------------------
+def test_no_reveal_leaves_when_the_audit_log_rejects_writes(h: Harness) -> None:
+    h.vault.put_field("registration", "fc-1", "phone", PHONE)
+    h.vault.put_field("checkout", "fc-1", "payment_token.stripe", PAY_TOKEN)
+    token = h.vault.get_field("checkout", "fc-1", "payment_token.stripe", "token").view.token
+    h.audit.flush()
+    with h.store.write() as tx:
+        # The audit store refuses every write from now on.
+        tx.data.execute(text("ALTER TABLE audit_head RENAME TO audit_head_gone"))
+    try:
+        with pytest.raises(Unavailable):
+            h.vault.get_field("privacy-desk", "fc-1", "phone", "plaintext", "dsar")
+        with pytest.raises(Unavailable):
+            h.vault.detokenize("checkout", token, "checkout")
+        with pytest.raises(Unavailable):
+            h.vault.export_subject("privacy-desk", "fc-1", "dsar")
+    finally:
+        with h.store.write() as tx:
+            tx.data.execute(text("ALTER TABLE audit_head_gone RENAME TO audit_head"))
