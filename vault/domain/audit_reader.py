@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vault.audit.log import AuditLog
-from vault.errors import InvalidArgument, PermissionDenied
+from vault.domain.authorization import require
+from vault.errors import InvalidArgument
 from vault.policy import Action, Policy
 from vault.storage import repository as repo
 from vault.storage.repository import AuditRecord, ChainedEvent
@@ -41,10 +42,7 @@ class AuditReader:
         self._policy = policy
 
     def _require(self, caller: str, action: str) -> None:
-        decision = self._policy().decide(caller, Action.ADMIN)
-        if not decision.allowed:
-            self._audit.record(caller, action, outcome="denied", status_code="PERMISSION_DENIED")
-            raise PermissionDenied(decision.reason)
+        require(self._policy(), self._audit, caller, Action.ADMIN, audit_action=action)
 
     def list_events(
         self,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vault.audit.log import AuditLog
+from vault.domain.authorization import require
 from vault.domain.model import Limits, check_field_name, check_purpose, check_subject_id
 from vault.errors import InvalidArgument, PermissionDenied
 from vault.policy import Action, Policy
@@ -77,17 +78,14 @@ class AccessGuards:
         if not purpose:
             raise InvalidArgument("purpose", "is required")
         check_purpose(purpose, self._limits)
-        decision = self._policy().decide(caller, Action.CONSENT, purpose=purpose)
-        if not decision.allowed:
-            self._audit.record(
-                caller,
-                "consent",
-                subject_id=subject_id,
-                purpose=purpose,
-                outcome="denied",
-                status_code="PERMISSION_DENIED",
-            )
-            raise PermissionDenied(decision.reason)
+        require(
+            self._policy(),
+            self._audit,
+            caller,
+            Action.CONSENT,
+            subject_id=subject_id,
+            purpose=purpose,
+        )
         with self._store.write() as tx:
             repo.set_consent(tx.data, subject_id, purpose, granted, self._clock())
         self._audit.record(
@@ -141,9 +139,9 @@ class AccessGuards:
         """Mark an existing field as a canary (the decoy value is stored with PutField)."""
         check_subject_id(subject_id, self._limits)
         check_field_name(field, self._limits)
-        decision = self._policy().decide(caller, Action.ADMIN)
-        if not decision.allowed:
-            raise PermissionDenied(decision.reason)
+        require(
+            self._policy(), self._audit, caller, Action.ADMIN, subject_id=subject_id, field=field
+        )
         with self._store.write() as tx:
             repo.plant_canary(tx.data, subject_id, field, caller, self._clock())
         self._canaries_read_at = float("-inf")

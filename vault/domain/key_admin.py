@@ -24,7 +24,8 @@ from datetime import datetime
 
 from vault.audit.log import AuditLog
 from vault.crypto.envelope import index_key_context, subject_key_context
-from vault.errors import DataLoss, InvalidArgument, PermissionDenied, Unavailable, VaultError
+from vault.domain.authorization import require
+from vault.errors import DataLoss, InvalidArgument, Unavailable, VaultError
 from vault.keys.provider import KeyProvider, MasterKeyInfo
 from vault.policy import Action, Policy
 from vault.storage import repository as repo
@@ -100,16 +101,7 @@ class KeyAdmin:
         self._audit = audit
 
     def _require(self, caller: str, verb: str) -> None:
-        decision = self._policy().decide(caller, Action.ADMIN)
-        if not decision.allowed:
-            self._audit.record(
-                caller,
-                verb,
-                outcome="denied",
-                status_code="PERMISSION_DENIED",
-                detail=decision.reason,
-            )
-            raise PermissionDenied(decision.reason)
+        require(self._policy(), self._audit, caller, Action.ADMIN, audit_action=verb)
 
     # -- RotateMasterKey ----------------------------------------------------------
     def rotate(self, caller: str) -> MasterKeyInfo:

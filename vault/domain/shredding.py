@@ -24,13 +24,13 @@ from typing import NoReturn
 
 from vault.audit.log import AuditLog
 from vault.crypto.signing import ReceiptSigner, verify
+from vault.domain.authorization import require
 from vault.domain.model import Limits, check_subject_id
 from vault.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy
@@ -120,16 +120,7 @@ class Shredder:
         return self._signer
 
     def _require(self, caller: str, action: Action, subject_id: str) -> None:
-        decision = self._policy().decide(caller, action)
-        if not decision.allowed:
-            self._audit.record(
-                caller,
-                str(action),
-                subject_id=subject_id,
-                outcome="denied",
-                status_code="PERMISSION_DENIED",
-            )
-            raise PermissionDenied(decision.reason)
+        require(self._policy(), self._audit, caller, action, subject_id=subject_id)
 
     # -- ShredSubject ------------------------------------------------------------
     def shred_subject(

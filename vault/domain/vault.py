@@ -26,6 +26,7 @@ from vault.audit.log import AuditLog
 from vault.crypto.blind_index import BlindIndexer
 from vault.crypto.envelope import FieldCipher, InvalidCiphertextError, RandomSource
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
+from vault.domain.authorization import require
 from vault.domain.guards import AccessGuards
 from vault.domain.model import (
     FieldRead,
@@ -43,7 +44,6 @@ from vault.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     ResourceExhausted,
     Unavailable,
     VaultError,
@@ -106,26 +106,17 @@ class Vault:
         view: View | None = None,
         purpose: str = "",
     ) -> None:
-        policy = self._policy()
-        if policy.allows(
-            caller, action, field_type=field_type, field=field or None, view=view, purpose=purpose
-        ):
-            return
-        decision = policy.decide(
-            caller, action, field_type=field_type, field=field or None, view=view, purpose=purpose
+        require(
+            self._policy(),
+            self._audit,
+            caller,
+            action,
+            subject_id=subject_id,
+            field=field,
+            field_type=field_type,
+            view=view,
+            purpose=purpose,
         )
-        if not decision.allowed:
-            self._audit.record(
-                caller,
-                str(action),
-                subject_id=subject_id,
-                field=field,
-                view=str(view or ""),
-                purpose=purpose,
-                outcome="denied",
-                status_code="PERMISSION_DENIED",
-            )
-            raise PermissionDenied(decision.reason)
 
     # -- writes -------------------------------------------------------------------
     def put_field(
