@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pg_databases import drop_postgres_database, new_postgres_database
 from sqlalchemy import text
 
 from vault.audit.log import AuditLog
@@ -41,7 +40,6 @@ from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage import repository as repo
 from vault.storage.database import Store
-from vault.storage.models import Base
 
 START = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 CARD_DEC_2026 = PaymentCard("4111 1111 1111 1111", 12, 2026, "Jane Doe")  # last day 2026-12-31
@@ -87,35 +85,6 @@ class Harness:
         )
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Each back end in turn; the database is created and migrated once per module."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('retention')}/vault.db"
-    else:
-        url = new_postgres_database()
-    store = Store(url)
-    try:
-        migrate.upgrade(store)
-        yield url
-    finally:
-        store.dispose()
-        if request.param == "postgres":
-            drop_postgres_database(url)
-
-
-def empty_database(url: str) -> None:
-    store = Store(url)
-    try:
-        with store.write() as tx:
-            for table in reversed(Base.metadata.sorted_tables):  # children first
-                tx.data.execute(table.delete())
-    finally:
-        store.dispose()
-
-
 def build(url: str, keyring: Path, policy_path: Path, clock: MovableClock) -> Harness:
     """One replica: its own store, key caches, vault, shredder and audit log."""
     store = Store(url)
@@ -147,7 +116,6 @@ def close(h: Harness) -> None:
 
 @pytest.fixture
 def paths(database_url: str, tmp_path: Path) -> tuple[Path, Path]:
-    empty_database(database_url)
     keyring = tmp_path / "keyring.json"
     create_keyring(keyring)
     policy_path = tmp_path / "policy.toml"

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg_databases import drop_postgres_database, new_postgres_database
 from sqlalchemy import text
 
 from vault.audit.log import AuditLog
@@ -43,7 +42,6 @@ from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage.database import Store
-from vault.storage.models import Base
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -76,38 +74,8 @@ class Harness:
     audit: AuditLog
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Each back end in turn; the database is created and migrated once per module."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('shred')}/vault.db"
-    else:
-        url = new_postgres_database()
-    store = Store(url)
-    try:
-        migrate.upgrade(store)
-        yield url
-    finally:
-        store.dispose()
-        if request.param == "postgres":
-            drop_postgres_database(url)
-
-
-def empty_database(url: str) -> None:
-    store = Store(url)
-    try:
-        with store.write() as tx:
-            for table in reversed(Base.metadata.sorted_tables):  # children first
-                tx.data.execute(table.delete())
-    finally:
-        store.dispose()
-
-
 @pytest.fixture
 def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    empty_database(database_url)
     keyring = tmp_path / "keyring.json"
     create_keyring(keyring)
     policy_path = tmp_path / "policy.toml"

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pg_databases import drop_postgres_database, new_postgres_database
 from sqlalchemy import text
 
 from vault.audit.log import AuditLog
@@ -40,7 +39,6 @@ from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage import repository as repo
 from vault.storage.database import Store
-from vault.storage.models import Base
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -82,39 +80,8 @@ def build(url: str, keyring: Path, policy_path: Path) -> Harness:
     return Harness(url, keyring, policy_path, store, keys, vault, audit)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Each back end in turn, as in ``tests/conftest.py``, but one database per module."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('domain')}/vault.db"
-    else:
-        url = new_postgres_database()
-    store = Store(url)
-    try:
-        migrate.upgrade(store)
-        yield url
-    finally:
-        store.dispose()
-        if request.param == "postgres":
-            drop_postgres_database(url)
-
-
-def empty_database(url: str) -> None:
-    """Every row of the previous test goes, including its blind-index keys."""
-    store = Store(url)
-    try:
-        with store.write() as tx:
-            for table in reversed(Base.metadata.sorted_tables):  # children first
-                tx.data.execute(table.delete())
-    finally:
-        store.dispose()
-
-
 @pytest.fixture
 def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    empty_database(database_url)
     keyring = tmp_path / "keyring.json"
     create_keyring(keyring)
     assert keyring.stat().st_mode & 0o777 == 0o600
