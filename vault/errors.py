@@ -82,9 +82,12 @@ class DataLoss(VaultError):
 class ResourceExhausted(VaultError):
     """A message, batch or value is over its limit, or the server is overloaded.
 
-    ``field`` names the request field that is too large, when there is one.
+    ``field`` names the request field that is too large, when there is one;
+    ``retry_after`` (seconds) is set when waiting helps (a rate limit), and
+    the transport sends it as ``google.rpc.RetryInfo``.
     """
 
-    def __init__(self, message: str, field: str = "") -> None:
+    def __init__(self, message: str, field: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.retry_after = retry_after

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 RunVault = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -28,7 +28,7 @@ from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 RunVault = Callable[..., subprocess.CompletedProcess[str]]
 

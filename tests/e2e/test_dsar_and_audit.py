@@ -36,7 +36,7 @@ from vault.domain.shredding import signed_document, verify_receipt_document
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 RunVault = Callable[..., subprocess.CompletedProcess[str]]
 

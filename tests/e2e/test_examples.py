@@ -10,7 +10,7 @@ import pytest
 from clients import checkout, registration
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from vault.v1 import vault_pb2 as pb
 from vault.v1 import vault_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 pytestmark = pytest.mark.e2e
 

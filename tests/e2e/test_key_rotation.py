@@ -37,7 +37,7 @@ from vault.transport.servicer import RETIRED_VERSIONS_METADATA
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 RunVault = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -27,7 +27,7 @@ from pg_databases import drop_postgres_database, new_postgres_database
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

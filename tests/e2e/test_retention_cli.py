@@ -27,7 +27,7 @@ from vault.client import VaultClient
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 RunVault = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -25,7 +25,7 @@ from vault.transport.servicer import SEALED_MESSAGE
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 pytestmark = pytest.mark.e2e
 

@@ -35,7 +35,7 @@ from google.type import date_pb2, postal_address_pb2
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
-    from conftest import VaultServer
+    from vault_server import VaultServer
 
 pytestmark = pytest.mark.e2e
 
