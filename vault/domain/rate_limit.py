@@ -19,50 +19,14 @@ What must hold:
 
 from __future__ import annotations
 
-import enum
-import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from vault.errors import ResourceExhausted
+from vault.policy.limits import Budget, Rate, RateLimits
 
-
-class Budget(enum.StrEnum):
-    """What a bucket counts."""
-
-    SEARCH = "search"
-    PUT = "put"
-    DENIAL = "denial"
-
-
-@dataclass(frozen=True)
-class Rate:
-    """``burst`` answers at once, refilled at ``per_second``."""
-
-    per_second: float
-    burst: float
-
-    def __post_init__(self) -> None:
-        if not (self.per_second > 0 and math.isfinite(self.per_second)):
-            raise ValueError("per_second must be a positive number")
-        if not (self.burst >= 1 and math.isfinite(self.burst)):
-            raise ValueError("burst must be at least 1")
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """The configured rates: a default per budget, overridden per caller."""
-
-    default: Mapping[Budget, Rate] = field(default_factory=dict)
-    per_caller: Mapping[str, Mapping[Budget, Rate]] = field(default_factory=dict)
-
-    def rate(self, caller: str, budget: Budget) -> Rate | None:
-        own = self.per_caller.get(caller)
-        if own is not None and budget in own:
-            return own[budget]
-        return self.default.get(budget)
+__all__ = ["Budget", "Rate", "RateLimiter", "RateLimits"]
 
 
 class _Bucket:

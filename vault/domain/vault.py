@@ -38,6 +38,7 @@ from vault.domain.model import (
     check_purpose,
     check_subject_id,
 )
+from vault.domain.rate_limit import RateLimiter
 from vault.errors import (
     AlreadyExists,
     DataLoss,
@@ -79,8 +80,11 @@ class Vault:
         rng: RandomSource = os.urandom,
         hot_reads: HotReads | None = None,
         guards: AccessGuards | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._store = store
+        # Budgets come from the policy in force, so a reload changes them too.
+        self.limiter = rate_limiter or RateLimiter(lambda: policy().limits)
         self.guards = guards or AccessGuards(store, policy, audit, clock)
         self._hot = hot_reads or HotReads(store.data_url)
         self._keys = keys

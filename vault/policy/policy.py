@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from vault.fields.base import FieldType
+from vault.policy.limits import RateLimits
 
 __all__ = [
     "DEFAULT_POLICY_TOML",
@@ -155,17 +156,19 @@ class _Grant:
 class Policy:
     """An immutable, validated policy. Build one with ``from_toml`` or ``load``."""
 
-    __slots__ = ("_callers", "_consent_purposes", "_index")
+    __slots__ = ("_callers", "_consent_purposes", "_index", "limits")
 
     def __init__(
         self,
         index: Mapping[tuple[str, Action], tuple[_Grant, ...]],
         callers: frozenset[str],
         consent_purposes: frozenset[str],
+        limits: RateLimits | None = None,
     ) -> None:
         self._index: dict[tuple[str, Action], tuple[_Grant, ...]] = dict(index)
         self._callers = callers
         self._consent_purposes = consent_purposes
+        self.limits = limits or RateLimits()
 
     @classmethod
     def from_toml(cls, text: str) -> Policy:
