@@ -7,9 +7,11 @@ import os
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault.crypto.envelope import (
+    FINGERPRINT_BYTES,
     FORMAT_V1,
     KEY_BYTES,
     NONCE_BYTES,
@@ -181,6 +183,50 @@ def test_field_cipher_refuses_wrong_key_length(length: int) -> None:
 
 def test_owner_names_subject_and_field() -> None:
     assert cipher("s-1", "card.primary").owner == ("s-1", "card.primary")
+
+
+# -- idempotency fingerprints -------------------------------------------------------------
+def test_a_fingerprint_is_32_bytes_and_the_same_for_the_same_write_on_any_replica() -> None:
+    first = cipher().fingerprint("registration", "phone", PLAINTEXT)
+    assert len(first) == FINGERPRINT_BYTES == 32
+    # A fresh cipher for the same key and place (another replica, a cold cache) agrees.
+    assert cipher().fingerprint("registration", "phone", PLAINTEXT) == first
+
+
+@pytest.mark.parametrize(
+    ("place", "caller", "field_type", "canonical"),
+    [
+        (("subject-b", "phone", "dek-1", KEY), "registration", "phone", PLAINTEXT),
+        (("subject-a", "phone.work", "dek-1", KEY), "registration", "phone", PLAINTEXT),
+        (("subject-a", "phone", "dek-1", bytes(32)), "registration", "phone", PLAINTEXT),
+        (("subject-a", "phone", "dek-1", KEY), "checkout", "phone", PLAINTEXT),
+        (("subject-a", "phone", "dek-1", KEY), "registration", "name", PLAINTEXT),
+        (("subject-a", "phone", "dek-1", KEY), "registration", "phone", b"+37251234568"),
+        (("subject-a", "phone", "dek-1", KEY), "registrationphone", "", PLAINTEXT),
+    ],
+)
+def test_a_fingerprint_binds_subject_field_key_caller_type_and_value(
+    place: tuple[str, str, str, bytes], caller: str, field_type: str, canonical: bytes
+) -> None:
+    reference = cipher().fingerprint("registration", "phone", PLAINTEXT)
+    subject, field, dek, key = place
+    assert cipher(subject, field, dek, key).fingerprint(caller, field_type, canonical) != reference
+
+
+def test_a_fingerprint_is_not_a_plain_mac_under_the_data_key() -> None:
+    """It is keyed under a derived subkey: knowing one HMAC under the DEK gives nothing."""
+    mac = hmac.HMAC(KEY, hashes.SHA256())
+    mac.update(PLAINTEXT)
+    assert cipher().fingerprint("registration", "phone", PLAINTEXT) != mac.finalize()
+
+
+def test_a_fingerprint_leaves_seal_and_open_unchanged() -> None:
+    c = FieldCipher(KEY, "s", "f", "d", rng=counting_rng())
+    reference = FieldCipher(KEY, "s", "f", "d", rng=counting_rng())
+    c.fingerprint("registration", "phone", PLAINTEXT)
+    blob = c.seal_value(PLAINTEXT)
+    assert blob == reference.seal_value(PLAINTEXT)
+    assert c.open_value(blob) == PLAINTEXT
 
 
 def test_nonces_are_fresh_for_each_seal() -> None:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
@@ -93,6 +95,8 @@ def index_key_context(field_type: str, key_id: str) -> bytes:
 _VALUE_SUFFIX: Final = _LENGTH(len(VALUE_PART)) + VALUE_PART.encode() + _VERSION_SUFFIX
 _VIEW_SUFFIX: Final = _LENGTH(len(VIEW_PART)) + VIEW_PART.encode() + _VERSION_SUFFIX
 _V1_BYTE: Final = bytes((FORMAT_V1,))
+FINGERPRINT_BYTES: Final = 32
+_FINGERPRINT_INFO: Final = b"pii-vault/idempotency-fingerprint" + _VERSION_SUFFIX
 
 
 class FieldCipher:
@@ -103,7 +107,7 @@ class FieldCipher:
     cache lookup and one ``AESGCM.decrypt``.
     """
 
-    __slots__ = ("_aad_value", "_aad_view", "_aead", "_rng", "owner")
+    __slots__ = ("_aad_value", "_aad_view", "_aead", "_fingerprint_key", "_key", "_rng", "owner")
 
     def __init__(
         self,
@@ -116,12 +120,38 @@ class FieldCipher:
         if len(key) != KEY_BYTES:
             raise ValueError("a data key is 32 bytes")
         self._aead = AESGCM(key)
+        # Kept only to derive the fingerprint subkey on first use: seal and open
+        # never pay for it.
+        self._key = key
+        self._fingerprint_key: bytes | None = None
         prefix = encode_context(b"pii-vault/value", subject_id, field, dek_id)
         self._aad_value = prefix + _VALUE_SUFFIX
         self._aad_view = prefix + _VIEW_SUFFIX
         self._rng = rng
         self.owner = (subject_id, field)
         """The (subject, field) this key belongs to; checked against the row read."""
+
+    def fingerprint(self, caller: str, field_type: str, canonical: bytes) -> bytes:
+        """A keyed fingerprint of a write's content, to recognise its replay.
+
+        HMAC-SHA256 under a subkey derived (HKDF) from this data key, over the
+        owner (subject, field), the caller, the type and the canonical value.
+        What must hold: the fingerprint says nothing without the data key, so
+        it cannot be checked once the key is destroyed (overwrite, delete,
+        shred), and it is unrelated to the blind index, whose key never dies.
+        """
+        subkey = self._fingerprint_key
+        if subkey is None:
+            subkey = self._fingerprint_key = HKDF(
+                algorithm=hashes.SHA256(),
+                length=FINGERPRINT_BYTES,
+                salt=None,
+                info=_FINGERPRINT_INFO,
+            ).derive(self._key)
+        mac = hmac.HMAC(subkey, hashes.SHA256())
+        mac.update(encode_context(b"pii-vault/idempotency", *self.owner, caller, field_type))
+        mac.update(canonical)
+        return mac.finalize()
 
     def seal_value(self, plaintext: bytes) -> bytes:
         nonce = self._rng(NONCE_BYTES)
