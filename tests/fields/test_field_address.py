@@ -63,8 +63,15 @@ def test_five_lines_and_200_characters_are_accepted() -> None:
         (PostalAddress("EE", ()), "value.address.address_lines"),
         (PostalAddress("EE", ("", "  \t")), "value.address.address_lines"),
         (PostalAddress("EE", ("Secret street 1",) * 6), "value.address.address_lines"),
-        (PostalAddress("EE", ("Secret street " + "1" * 200,)), "value.address.address_lines"),
-        (PostalAddress("EE", ("Secret\x00street",)), "value.address.address_lines"),
+        (PostalAddress("EE", ("Secret street " + "1" * 200,)), "value.address.address_lines[0]"),
+        (PostalAddress("EE", ("Secret\x00street",)), "value.address.address_lines[0]"),
+        (PostalAddress("EE", ("", "Secret\u202estreet")), "value.address.address_lines[1]"),
+        (PostalAddress("E\u200bE", ("Secret street",)), "value.address.region_code"),
+        (PostalAddress("EE", ("Line",), locality="Secret\u2066ville"), "value.address.locality"),
+        (
+            PostalAddress("EE", ("Line",), recipients=("Secret", "Secret\u200fPerson")),
+            "value.address.recipients[1]",
+        ),
         (PostalAddress("EE", ("Line",), locality="Secretville" * 20), "value.address.locality"),
         (PostalAddress("EE", ("Line",), postal_code="Secret\x1bcode"), "value.address.postal_code"),
         (
@@ -86,6 +93,7 @@ def test_all_violations_are_collected() -> None:
         normalize(PostalAddress("XX", ("a" * 201, "b" * 201), locality="\x07"), today=TODAY)
     assert [v.field for v in info.value.violations] == [
         "value.address.region_code",
-        "value.address.address_lines",
+        "value.address.address_lines[0]",
+        "value.address.address_lines[1]",
         "value.address.locality",
     ]

@@ -89,6 +89,21 @@ PAN = "4242424242424242"
         (PaymentCard(PAN, 12, 2025), "value.card.exp_year", "card expired"),
         (PaymentCard(PAN, 12, 2028, "J" * 101), "value.card.holder_name", None),
         (PaymentCard(PAN, 12, 2028, "Jane\x00Doe"), "value.card.holder_name", None),
+        (
+            PaymentCard(PAN, 12, 2028, "Jane\u202eeoD"),
+            "value.card.holder_name",
+            "contains bidirectional control characters",
+        ),
+        (
+            PaymentCard(PAN, 12, 2028, "Jane\u200bDoe"),
+            "value.card.holder_name",
+            "contains invisible format characters",
+        ),
+        (
+            PaymentCard("4242\u2066424242424242", 12, 2028),
+            "value.card.pan",
+            "contains bidirectional control characters",
+        ),
     ],
 )
 def test_invalid_cards(card: PaymentCard, field: str, description: str | None) -> None:

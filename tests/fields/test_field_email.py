@@ -33,6 +33,20 @@ def test_mask_shows_first_character_and_domain() -> None:
     assert normalize(Email("jane.doe@Example.com"), today=TODAY).masked == "j***@example.com"
 
 
+@pytest.mark.parametrize(
+    ("raw", "mask"),
+    [
+        ("j@Example.com", "***@example.com"),
+        ("jo@example.com", "***@example.com"),
+        ("bob@example.com", "***@example.com"),
+        ("jane@example.com", "j***@example.com"),
+        ("Jane.Doe@Example.COM", "J***@example.com"),
+    ],
+)
+def test_a_local_part_under_four_characters_is_hidden_whole(raw: str, mask: str) -> None:
+    assert normalize(Email(raw), today=TODAY).masked == mask
+
+
 def test_local_part_case_is_kept() -> None:
     assert normalize(Email("JANE@example.com"), today=TODAY).value == Email("JANE@example.com")
 
@@ -66,6 +80,10 @@ def test_local_part_case_is_kept() -> None:
         "x" * 65 + "@example.com",
         "jane@" + "a" * 64 + ".com",
         "jane@" + ".".join(["abcdefghi"] * 30) + ".com",
+        "jane\u202e@example.com",
+        "\u2066jane@example.com\u2069",
+        "jane@exam\u200bple.com",
+        "jane@example.com\ufeff",
     ],
 )
 def test_invalid_addresses_are_rejected_without_echo(raw: str) -> None:

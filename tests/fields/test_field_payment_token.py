@@ -24,11 +24,18 @@ def test_valid_providers(provider: str) -> None:
     )
 
 
-@pytest.mark.parametrize("token", ["12345678", "x" * 512, "!\"#$%&'()*+,-./~"])
+@pytest.mark.parametrize("token", ["x" * 16, "x" * 512, "!\"#$%&'()*+,-./~"])
 def test_valid_tokens(token: str) -> None:
     n = normalize(PaymentToken("stripe", token), today=TODAY)
     assert n.value == PaymentToken("stripe", token)
     assert n.masked == f"stripe ****{token[-4:]}"
+
+
+@pytest.mark.parametrize("token", ["12345678", "tok_abcdefgh", "pm_1NqWv2Lkdf3a"])
+def test_a_token_under_sixteen_characters_shows_none_of_itself(token: str) -> None:
+    n = normalize(PaymentToken("stripe", token), today=TODAY)
+    assert n.value == PaymentToken("stripe", token)
+    assert n.masked == "stripe ****"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +54,9 @@ def test_valid_tokens(token: str) -> None:
         (PaymentToken("stripe", "tok_secret1\n"), "value.payment_token.token"),
         (PaymentToken("stripe", "tok_sécret1"), "value.payment_token.token"),
         (PaymentToken("stripe", "tok_secret\x7f"), "value.payment_token.token"),
+        (PaymentToken("stripe", "tok_secret1\u202e"), "value.payment_token.token"),
+        (PaymentToken("stripe", "tok_\u200bsecret1"), "value.payment_token.token"),
+        (PaymentToken("str\u2066ipe", "tok_secret1"), "value.payment_token.provider"),
     ],
 )
 def test_invalid_payment_tokens(token_value: PaymentToken, field: str) -> None:

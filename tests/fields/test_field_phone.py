@@ -48,7 +48,23 @@ def test_us_number_with_region() -> None:
 def test_mask_groups_in_fours_from_the_left() -> None:
     assert mask_phone(372, "51234567") == "+372 **** **67"
     assert mask_phone(44, "7400123456") == "+44 **** **** 56"
-    assert mask_phone(1, "123") == "+1 *23"
+    assert mask_phone(372, "5123456") == "+372 **** *56"
+
+
+@pytest.mark.parametrize(
+    ("number", "mask"),
+    [
+        ("+683 7012", "+683 ****"),  # Niue: four national digits
+        ("+690 3101", "+690 ****"),  # Tokelau
+        ("+500 51234", "+500 **** *"),  # Falkland Islands
+        ("+290 22158", "+290 **** *"),  # Saint Helena
+        ("+376 312345", "+376 **** **"),  # Andorra: showing two would hide four
+    ],
+)
+def test_a_short_national_number_shows_none_of_its_digits(number: str, mask: str) -> None:
+    country_code, _, national = number[1:].partition(" ")
+    assert mask_phone(int(country_code), national) == mask
+    assert normalize(PhoneNumber(number), today=TODAY).masked == mask
 
 
 def test_decode_is_the_inverse() -> None:
@@ -71,6 +87,9 @@ def test_decode_is_the_inverse() -> None:
         ("+372 " + "5" * 70, "", "value.phone.number"),  # over the length bound
         ("5123 4567", "ZZ", "value.phone.default_region"),
         ("5123 4567", "EST", "value.phone.default_region"),
+        ("+372 5123\u202e4567", "", "value.phone.number"),
+        ("\u200e+372 5123 4567", "", "value.phone.number"),
+        ("5123 4567", "E\u2066E", "value.phone.default_region"),
     ],
 )
 def test_invalid_numbers_are_rejected_without_echo(number: str, region: str, field: str) -> None:

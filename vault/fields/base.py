@@ -3,8 +3,10 @@
 A value is validated and brought to its normal form *before* it is encrypted
 or blind-indexed, so equal values written differently (``+372 5123 4567`` and
 ``0037251234567``) encrypt, index and mask alike. Masks and facts are pure
-functions of the normal form and never show more than the design's table
-allows.
+functions of the normal form. Each type's module states the most its mask may
+reveal, as a docstring and as constants the property tests hold it to; no text
+that reaches a mask carries bidirectional or invisible format characters
+(``vault.fields._text``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ The PAN is the one value here whose full form must never leave the vault in
 the clear: masks, facts and error messages show at most the brand, the last
 four digits and the expiry. ``today`` is injected so expiry checks are
 deterministic in tests.
+
+The most a mask reveals: the brand, the last ``VISIBLE_PAN_DIGITS`` (four)
+digits of the PAN and the expiry month and year, ``VISA **** 4242 (12/28)``.
+Every PAN is 13 digits or more, so at least nine stay hidden, and the IIN
+that the brand narrows is never shown. The holder name is never in a mask.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from dataclasses import dataclass
 
 from vault.errors import FieldViolation, InvalidArgument
 from vault.fields._canonical import CanonicalReader, encode_canonical
-from vault.fields._text import clean_text, text_problem
+from vault.fields._text import clean_text, hidden_character_problem, text_problem
 from vault.fields.base import Facts, FieldType, Normalized, PaymentCard
 
 MAX_PAN_INPUT_LENGTH = 64
 MAX_HOLDER_NAME_LENGTH = 100
 MIN_EXP_YEAR = 2000
 MAX_EXP_YEAR = 2100
+VISIBLE_PAN_DIGITS = 4
 
 _PAN = "value.card.pan"
 _MONTH = "value.card.exp_month"
@@ -91,7 +97,7 @@ def normalize_card(value: PaymentCard, *, today: datetime.date) -> Normalized:
         violations.append(FieldViolation(_YEAR, "card expired"))
 
     holder = clean_text(value.holder_name)
-    holder_problem = text_problem(holder)
+    holder_problem = hidden_character_problem(value.holder_name) or text_problem(holder)
     if holder_problem is None and len(holder) > MAX_HOLDER_NAME_LENGTH:
         holder_problem = f"longer than {MAX_HOLDER_NAME_LENGTH} characters"
     if holder_problem is not None:
@@ -103,7 +109,7 @@ def normalize_card(value: PaymentCard, *, today: datetime.date) -> Normalized:
     normal = PaymentCard(
         pan=pan, exp_month=value.exp_month, exp_year=value.exp_year, holder_name=holder
     )
-    last4 = pan[-4:]
+    last4 = pan[-VISIBLE_PAN_DIGITS:]
     return Normalized(
         type=FieldType.CARD,
         value=normal,
@@ -152,6 +158,9 @@ def luhn_valid(digits: str) -> bool:
 def _pan_problem(raw: str) -> str | None:
     if len(raw) > MAX_PAN_INPUT_LENGTH:
         return f"longer than {MAX_PAN_INPUT_LENGTH} characters"
+    hidden = hidden_character_problem(raw)
+    if hidden is not None:
+        return hidden
     digits = raw.translate(_SEPARATORS)
     if not digits:
         return "is required"

@@ -1,8 +1,11 @@
 """Dates of birth: a real calendar date, 1900 or later, not in the future.
 
-``today`` is injected so the future check is deterministic in tests. The mask
-is the year alone; there is no blind index, as the small value space would make
-an equality index easy to enumerate.
+``today`` is injected so the future check is deterministic in tests. There is
+no blind index, as the small value space would make an equality index easy to
+enumerate.
+
+The most a mask reveals: the year of birth, four digits (``1987``); month and
+day, 365 or 366 candidates, stay hidden.
 """
 
 from __future__ import annotations

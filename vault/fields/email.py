@@ -4,6 +4,15 @@ Only the domain is case-folded: RFC 5321 leaves the local part's case to the
 receiving host, so ``Jane.Doe`` and ``jane.doe`` may be different mailboxes.
 Quoted local parts, IP-literal domains and non-ASCII addresses are refused;
 they are rare in practice and hard to compare safely.
+
+The most a mask reveals: the lower-cased domain, and at most
+``MAX_SHOWN_LOCAL_CHARACTERS`` (one) character of the local part, the first,
+and that only when the local part has at least ``MIN_LOCAL_LENGTH_TO_SHOW``
+(four) characters, so that three or more stay hidden (at least 36**3, about
+47,000, candidates even for letters and digits alone). Shorter local parts
+are hidden whole: ``jane.doe@Example.com`` masks to ``j***@example.com``,
+``jo@example.com`` to ``***@example.com``. The stars are a fixed three, so
+the mask does not tell the length either.
 """
 
 from __future__ import annotations
@@ -13,10 +22,13 @@ import re
 
 from vault.errors import InvalidArgument
 from vault.fields._canonical import CanonicalReader, encode_canonical
+from vault.fields._text import hidden_character_problem
 from vault.fields.base import Email, FieldType, Normalized
 
 MAX_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
+MAX_SHOWN_LOCAL_CHARACTERS = 1
+MIN_LOCAL_LENGTH_TO_SHOW = 4
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
@@ -28,6 +40,9 @@ _FIELD = "value.email"
 
 def normalize_email(value: Email, *, today: datetime.date) -> Normalized:
     del today  # accepted for a uniform signature
+    problem = hidden_character_problem(value.address)
+    if problem is not None:
+        raise InvalidArgument(_FIELD, problem)
     address = value.address.strip()
     if len(address) > MAX_LENGTH:
         raise InvalidArgument(_FIELD, f"longer than {MAX_LENGTH} characters")
@@ -49,9 +64,15 @@ def normalize_email(value: Email, *, today: datetime.date) -> Normalized:
         type=FieldType.EMAIL,
         value=normal,
         canonical=encode_canonical(normal),
-        masked=f"{local[0]}***@{domain}",
+        masked=mask_email(local, domain),
         index_input=normal.address.encode(),
     )
+
+
+def mask_email(local: str, domain: str) -> str:
+    """``j***@example.com``; ``***@example.com`` for a local part under four characters."""
+    shown = local[:MAX_SHOWN_LOCAL_CHARACTERS] if len(local) >= MIN_LOCAL_LENGTH_TO_SHOW else ""
+    return f"{shown}***@{domain}"
 
 
 def decode_email(canonical: bytes) -> Email:

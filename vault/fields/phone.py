@@ -2,8 +2,16 @@
 
 E.164 is the one spelling every input collapses to (``+372 5123 4567``,
 ``0037251234567``, ``5123 4567`` with region ``EE``), so equal numbers encrypt
-and blind-index alike. The mask shows the country code and the last two digits
-of the national significant number, nothing else.
+and blind-index alike.
+
+The most a mask reveals: the country code (also a fact of every view) and the
+last ``VISIBLE_TAIL`` (two) digits of the national significant number, and
+those two only when at least ``MIN_HIDDEN_DIGITS`` (five) national digits
+stay hidden, i.e. at least 10**5 = 100,000 candidates remain for whoever
+reads the mask. Shorter national numbers (Niue, Tokelau, the Falklands, Saint
+Helena, Andorra, Tuvalu ...) show no national digit at all: ``+683 ****``
+rather than ``+683 **12``, which left a hundred candidates. The hidden digits
+are starred in groups of four, as in ``+372 **** **67``.
 """
 
 from __future__ import annotations
@@ -14,11 +22,13 @@ import phonenumbers
 
 from vault.errors import FieldViolation, InvalidArgument
 from vault.fields._canonical import CanonicalReader, encode_canonical
+from vault.fields._text import hidden_character_problem
 from vault.fields.address import REGION_CODES
 from vault.fields.base import Facts, FieldType, Normalized, PhoneNumber
 
 MAX_INPUT_LENGTH = 64
-_VISIBLE_TAIL = 2
+VISIBLE_TAIL = 2
+MIN_HIDDEN_DIGITS = 5
 _GROUP = 4
 
 _NUMBER = "value.phone.number"
@@ -27,8 +37,14 @@ _REGION = "value.phone.default_region"
 
 def normalize_phone(value: PhoneNumber, *, today: datetime.date) -> Normalized:
     del today  # phone numbers do not expire; accepted for a uniform signature
-    region = value.default_region.strip().upper()
     violations: list[FieldViolation] = []
+    for path, raw in ((_NUMBER, value.number), (_REGION, value.default_region)):
+        problem = hidden_character_problem(raw)
+        if problem is not None:
+            violations.append(FieldViolation(path, problem))
+    if violations:
+        raise InvalidArgument.many(violations)
+    region = value.default_region.strip().upper()
     if region and region not in REGION_CODES:
         violations.append(FieldViolation(_REGION, "not an ISO 3166-1 alpha-2 region code"))
     if len(value.number) > MAX_INPUT_LENGTH:
@@ -63,8 +79,14 @@ def decode_phone(canonical: bytes) -> PhoneNumber:
 
 
 def mask_phone(country_code: int, national_number: str) -> str:
-    """``+372 **** **67``: all but the last two digits starred, in groups of four."""
-    hidden = len(national_number) - _VISIBLE_TAIL
+    """``+372 **** **67``: all but the last two digits starred, in groups of four.
+
+    When showing the two would leave fewer than ``MIN_HIDDEN_DIGITS`` hidden,
+    every national digit is starred: ``+683 ****``.
+    """
+    hidden = len(national_number) - VISIBLE_TAIL
+    if hidden < MIN_HIDDEN_DIGITS:
+        hidden = len(national_number)
     starred = "*" * hidden + national_number[hidden:]
     groups = [starred[i : i + _GROUP] for i in range(0, len(starred), _GROUP)]
     return f"+{country_code} " + " ".join(groups)
