@@ -36,6 +36,8 @@ class Settings:
     retention_interval: float = 3600.0
     # Seconds between checks of the key provider; a failed check seals the vault.
     seal_check_interval: float = 1.0
+    # Hours an idempotency key answers a caller's retry; expired records are purged.
+    idempotency_ttl_hours: float = 24.0
 
     @property
     def effective_database_url(self) -> str:
@@ -77,6 +79,7 @@ ENV_NAMES = {
     "retention_path": "VAULT_RETENTION",
     "retention_interval": "VAULT_RETENTION_INTERVAL",
     "seal_check_interval": "VAULT_SEAL_CHECK_INTERVAL",
+    "idempotency_ttl_hours": "VAULT_IDEMPOTENCY_TTL_HOURS",
 }
 
 
@@ -97,7 +100,7 @@ def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = No
     policy = values.pop("policy_path", None)
     receipt_key = values.pop("receipt_key_path", None)
     retention = values.pop("retention_path", None)
-    for name in ("retention_interval", "seal_check_interval"):
+    for name in ("retention_interval", "seal_check_interval", "idempotency_ttl_hours"):
         if name in values:
             values[name] = float(str(values[name]))
     for name in ("workers", "threads", "max_message_bytes", "rotation_days"):

@@ -9,19 +9,22 @@ back end for the module, which keeps the PostgreSQL runs fast.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from vault import fields
 from vault.audit.log import AuditLog
 from vault.bootstrap.app import PolicyHolder, load_index_keys
 from vault.crypto.envelope import InvalidCiphertextError
-from vault.crypto.tokens import looks_like_token, new_token
+from vault.crypto.tokens import looks_like_token, new_token, token_digest
 from vault.domain.model import GetRequest
+from vault.domain.rate_limit import Budget, Rate, RateLimiter, RateLimits
 from vault.domain.vault import Vault
 from vault.errors import (
     AlreadyExists,
@@ -30,6 +33,7 @@ from vault.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 from vault.fields import Email, FieldType, PaymentCard, PaymentToken, PhoneNumber
@@ -68,15 +72,30 @@ def fixed_clock() -> datetime:
     return NOW
 
 
-def build(url: str, keyring: Path, policy_path: Path) -> Harness:
+def build(
+    url: str,
+    keyring: Path,
+    policy_path: Path,
+    *,
+    clock: Callable[[], datetime] = fixed_clock,
+    rate_limiter: RateLimiter | None = None,
+) -> Harness:
     """One replica: its own store connection pool, provider, caches and policy."""
     store = Store(url)
     migrate.upgrade(store)
     provider = LocalKeyProvider(keyring)
     keys = KeyHierarchy(provider)
     indexer = load_index_keys(store, provider)
-    audit = AuditLog(store, fixed_clock)
-    vault = Vault(store, keys, indexer, PolicyHolder(policy_path), audit, clock=fixed_clock)
+    audit = AuditLog(store, clock, chain_key=provider)
+    vault = Vault(
+        store,
+        keys,
+        indexer,
+        PolicyHolder(policy_path),
+        audit,
+        clock=clock,
+        rate_limiter=rate_limiter,
+    )
     return Harness(url, keyring, policy_path, store, keys, vault, audit)
 
 
@@ -107,6 +126,27 @@ def replica(h: Harness) -> Iterator[Harness]:
         other.store.dispose()
 
 
+@pytest.fixture
+def another(h: Harness, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    """Another replica on the same database and keyring: ``another(policy=..., clock=...)``."""
+    built: list[Harness] = []
+
+    def make(policy: str = DEFAULT_POLICY_TOML, **options: Any) -> Harness:
+        policy_path = tmp_path / f"policy-{len(built)}.toml"
+        policy_path.write_text(policy)
+        harness = build(h.url, h.keyring, policy_path, **options)
+        built.append(harness)
+        return harness
+
+    try:
+        yield make
+    finally:
+        for harness in built:
+            harness.audit.close()
+            harness.vault.close()
+            harness.store.dispose()
+
+
 def stored(h: Harness, subject_id: str, field: str) -> repo.StoredField | None:
     with h.store.read() as tx:
         return repo.get_field(tx.data, subject_id, field)
@@ -123,6 +163,14 @@ def data_key_ids(h: Harness, subject_id: str) -> set[str]:
 def audit_rows(h: Harness) -> list[tuple[object, ...]]:
     with h.store.read() as tx:
         return [tuple(row) for row in tx.data.execute(text("SELECT * FROM audit_events"))]
+
+
+def audited(h: Harness, subject_id: str | None = None) -> list[repo.AuditRecord]:
+    """Every audit event but the puts': the reads, denials and deletes a test looks at.
+
+    Every put is audited too (batched), which the put tests check on their own.
+    """
+    return [e for e in h.audit.events(subject_id) if e.action != "put"]
 
 
 def assert_no_values_in_audit(h: Harness, *extra: str) -> None:
@@ -178,7 +226,7 @@ def test_registration_is_denied_plaintext_and_the_denial_is_audited(h: Harness) 
     h.vault.put_field("registration", "s-1", "phone", PHONE)
     with pytest.raises(PermissionDenied):
         h.vault.get_field("registration", "s-1", "phone", view="plaintext", purpose="dsar")
-    [event] = h.audit.events("s-1")
+    [event] = audited(h, "s-1")
     assert (event.caller, event.action, event.field, event.view) == (
         "registration",
         "get",
@@ -200,7 +248,7 @@ def test_privacy_desk_reads_plaintext_for_dsar_and_the_reveal_is_audited(h: Harn
     assert read.value == PHONE_E164
     assert read.view.masked == "+372 **** **67"
     assert read.view.token == put.token
-    [event] = h.audit.events("s-1")
+    [event] = audited(h, "s-1")
     assert (event.caller, event.action, event.view, event.purpose, event.outcome) == (
         "privacy-desk",
         "reveal",
@@ -216,7 +264,7 @@ def test_privacy_desk_needs_the_dsar_purpose(h: Harness, purpose: str) -> None:
     h.vault.put_field("registration", "s-1", "phone", PHONE)
     with pytest.raises(PermissionDenied):
         h.vault.get_field("privacy-desk", "s-1", "phone", view="plaintext", purpose=purpose)
-    assert [e.outcome for e in h.audit.events("s-1")] == ["denied"]
+    assert [e.outcome for e in audited(h, "s-1")] == ["denied"]
 
 
 def test_masked_reads_are_not_reveals(h: Harness) -> None:
@@ -224,7 +272,7 @@ def test_masked_reads_are_not_reveals(h: Harness) -> None:
     h.vault.get_field("registration", "s-1", "phone")
     h.vault.get_field("registration", "s-1", "phone", view="token")
     # Traced as routine reads (appended in a batch), never as reveals.
-    assert [(e.action, e.view, e.outcome) for e in h.audit.events()] == [
+    assert [(e.action, e.view, e.outcome) for e in audited(h)] == [
         ("get", "masked", "ok"),
         ("get", "token", "ok"),
     ]
@@ -243,7 +291,7 @@ def test_checkout_reads_payment_token_but_never_a_card_number(h: Harness) -> Non
     with pytest.raises(PermissionDenied):
         h.vault.get_field("checkout", "s-1", "card.primary", view="plaintext", purpose="checkout")
     # The masked card read is buffered, so it is appended after the synchronous events.
-    assert [(e.action, e.view, e.outcome) for e in h.audit.events("s-1")] == [
+    assert [(e.action, e.view, e.outcome) for e in audited(h, "s-1")] == [
         ("reveal", "plaintext", "ok"),
         ("get", "plaintext", "denied"),
         ("get", "masked", "ok"),
@@ -386,29 +434,31 @@ def test_find_subjects_matches_differently_written_numbers(h: Harness) -> None:
         PhoneNumber("00372 5123-4567"),
         PhoneNumber("51234567", "ee"),
     ):
-        assert h.vault.find_subjects("registration", spelling) == ["s-1", "s-2", "s-3"]
-    assert h.vault.find_subjects("registration", OTHER_PHONE) == ["s-4"]
-    assert h.vault.find_subjects("registration", PhoneNumber("+372 5555 5555")) == []
+        assert h.vault.find_subjects("registration", spelling).found
+    assert h.vault.find_subjects("registration", OTHER_PHONE).found
+    assert not h.vault.find_subjects("registration", PhoneNumber("+372 5555 5555")).found
+    # registration's grant answers "exists": it never learns whose the value is.
+    assert h.vault.find_subjects("registration", OTHER_PHONE).subject_ids == ()
 
 
 def test_find_subjects_by_email_ignores_domain_case(h: Harness) -> None:
     h.vault.put_field("registration", "s-1", "email", EMAIL)
-    assert h.vault.find_subjects("registration", Email("Jane.Doe@example.com")) == ["s-1"]
-    assert h.vault.find_subjects("registration", Email("jane.doe@example.com")) == []
+    assert h.vault.find_subjects("registration", Email("Jane.Doe@example.com")).found
+    assert not h.vault.find_subjects("registration", Email("jane.doe@example.com")).found
 
 
 def test_find_follows_replacement(h: Harness) -> None:
     h.vault.put_field("registration", "s-1", "phone", PHONE)
     h.vault.put_field("registration", "s-1", "phone", OTHER_PHONE)
-    assert h.vault.find_subjects("registration", PHONE) == []
-    assert h.vault.find_subjects("registration", OTHER_PHONE) == ["s-1"]
+    assert not h.vault.find_subjects("registration", PHONE).found
+    assert h.vault.find_subjects("registration", OTHER_PHONE).found
 
 
 def test_find_is_policy_gated(h: Harness) -> None:
     h.vault.put_field("registration", "s-1", "phone", PHONE)
     with pytest.raises(PermissionDenied):
         h.vault.find_subjects("checkout", PHONE)
-    [event] = h.audit.events()
+    [event] = audited(h)
     assert (event.caller, event.action, event.outcome) == ("checkout", "find", "denied")
     assert_no_values_in_audit(h)
 
@@ -424,7 +474,7 @@ def test_delete_field_removes_field_index_row_and_data_key(h: Harness) -> None:
     assert stored(h, "s-1", "phone") is None
     with pytest.raises(NotFound):
         h.vault.get_field("registration", "s-1", "phone")
-    assert h.vault.find_subjects("registration", PHONE) == []
+    assert not h.vault.find_subjects("registration", PHONE).found
     with h.store.read() as tx:
         assert repo.data_key(tx.keys, row.dek_id) is None
         index_rows = tx.data.execute(
@@ -432,13 +482,17 @@ def test_delete_field_removes_field_index_row_and_data_key(h: Harness) -> None:
         ).scalar_one()
     assert index_rows == 0
     assert h.keys.cached_cipher(row.dek_id) is None
-    with pytest.raises(NotFound):
-        h.vault.detokenize("privacy-desk", put.token, "dsar")
+    with h.store.read() as tx:  # the token resolves to nothing any more
+        assert repo.field_by_token(tx.data, token_digest(put.token)) is None
     # The other field of the subject is untouched.
     assert h.vault.get_field("registration", "s-1", "email").view.masked == "J***@example.com"
-    assert [(e.caller, e.action, e.field) for e in h.audit.events("s-1")] == [
+    assert [(e.caller, e.action, e.field) for e in audited(h, "s-1")] == [
         ("deletion", "delete", "phone"),
         ("registration", "get", "email"),  # the masked read, appended in its batch
+    ]
+    # The search after the delete is audited too (batched, no subject, no value).
+    assert [(e.caller, e.detail) for e in audited(h) if e.action == "find"] == [
+        ("registration", "field_type=phone result=miss")
     ]
 
 
@@ -447,7 +501,7 @@ def test_delete_is_policy_gated_and_keeps_the_field(h: Harness) -> None:
     with pytest.raises(PermissionDenied):
         h.vault.delete_field("registration", "s-1", "phone")
     assert stored(h, "s-1", "phone") is not None
-    [event] = h.audit.events("s-1")
+    [event] = audited(h, "s-1")
     assert (event.action, event.outcome) == ("delete", "denied")
 
 
@@ -462,7 +516,7 @@ def test_detokenize_for_checkout(h: Harness) -> None:
     read = h.vault.detokenize("checkout", put.token, "checkout")
     assert read.value == PaymentToken("stripe", PAY_TOKEN.token)
     assert (read.view.subject_id, read.view.field) == ("s-1", "payment_token.stripe")
-    [event] = h.audit.events("s-1")
+    [event] = audited(h, "s-1")
     assert (event.caller, event.action, event.purpose, event.outcome) == (
         "checkout",
         "detokenize",
@@ -478,17 +532,33 @@ def test_detokenize_for_checkout(h: Harness) -> None:
 )
 def test_detokenize_is_denied_and_audited(h: Harness, caller: str, purpose: str) -> None:
     put = h.vault.put_field("checkout", "s-1", "payment_token.stripe", PAY_TOKEN)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied) as caught:
         h.vault.detokenize(caller, put.token, purpose)
-    [event] = h.audit.events("s-1")
+    # Decided before the token is looked up: the denial names no subject, field or type.
+    [event] = audited(h)
     assert (event.caller, event.action, event.outcome) == (caller, "detokenize", "denied")
+    assert (event.subject_id, event.field) == ("", "")
+    assert "payment_token" not in caught.value.message
     assert_no_values_in_audit(h, put.token)
 
 
-def test_checkout_may_not_detokenize_a_phone(h: Harness) -> None:
+def test_checkout_may_not_detokenize_a_phone_and_is_answered_as_for_an_unknown_token(
+    h: Harness,
+) -> None:
     put = h.vault.put_field("registration", "s-1", "phone", PHONE)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound) as caught:
         h.vault.detokenize("checkout", put.token, "checkout")
+    with pytest.raises(NotFound) as unknown:
+        h.vault.detokenize("checkout", new_token(), "checkout")
+    assert caught.value.message == unknown.value.message
+    # The operator's audit log still says what happened.
+    [event] = audited(h, "s-1")
+    assert (event.caller, event.action, event.outcome, event.status_code) == (
+        "checkout",
+        "detokenize",
+        "denied",
+        "NOT_FOUND",
+    )
 
 
 def test_detokenize_unknown_and_malformed_tokens(h: Harness) -> None:
@@ -527,6 +597,277 @@ def test_idempotency_keys_are_per_subject(h: Harness) -> None:
     b = h.vault.put_field("registration", "s-2", "phone", OTHER_PHONE, idempotency_key="req-1")
     assert (a.subject_id, b.subject_id) == ("s-1", "s-2")
     assert b.masked == "+372 **** **32"
+
+
+def put_events(h: Harness, subject_id: str) -> list[tuple[str, str, str, str, str]]:
+    """(caller, field, outcome, status, detail) of every ``put`` event of a subject, sorted.
+
+    Sorted: a routine put is appended in a batch, a refused one at once, so the
+    chain's order is not the order of the calls.
+    """
+    return sorted(
+        (e.caller, e.field, e.outcome, e.status_code, e.detail)
+        for e in h.audit.events(subject_id)
+        if e.action == "put"
+    )
+
+
+def idempotency_rows(h: Harness, subject_id: str) -> list[tuple[object, ...]]:
+    with h.store.read() as tx:
+        return [
+            tuple(row)
+            for row in tx.data.execute(
+                text(
+                    "SELECT caller, idempotency_key, field, dek_id, fingerprint "
+                    "FROM idempotency_keys WHERE subject_id = :s ORDER BY caller"
+                ),
+                {"s": subject_id},
+            )
+        ]
+
+
+class SteppedClock:
+    """A clock the test moves forward."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# Checkout may also store phones, so two callers share a type.
+SHARED_PHONE_POLICY = DEFAULT_POLICY_TOML.replace(
+    'field_types = ["card", "payment_token", "address"]',
+    'field_types = ["card", "payment_token", "address", "phone"]',
+    1,
+)
+# Registration may also delete cards, so it may replace one with a phone.
+REGISTRATION_DELETES_CARDS = (
+    DEFAULT_POLICY_TOML
+    + """
+[[callers.registration.grants]]
+actions = ["delete"]
+field_types = ["card"]
+"""
+)
+
+
+def test_an_idempotency_record_answers_only_the_caller_that_made_it(
+    h: Harness, another: Callable[..., Harness]
+) -> None:
+    shared = another(SHARED_PHONE_POLICY)
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    # Checkout's key "req-1" is its own: right or wrong guess, both are plain new writes.
+    right = shared.vault.put_field("checkout", "s-1", "phone", PHONE, idempotency_key="req-1")
+    wrong = shared.vault.put_field("checkout", "s-1", "phone", OTHER_PHONE, idempotency_key="req-2")
+    assert (right.version, wrong.version) == (2, 3)
+    # Checkout's own retry is a replay of its own write.
+    again = shared.vault.put_field("checkout", "s-1", "phone", OTHER_PHONE, idempotency_key="req-2")
+    assert again == wrong
+
+
+@pytest.mark.parametrize("guess", [PHONE, OTHER_PHONE], ids=["right", "wrong"])
+def test_a_replay_after_an_overwrite_cannot_confirm_the_old_value(
+    h: Harness, guess: PhoneNumber
+) -> None:
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    h.vault.put_field("registration", "s-1", "phone", PhoneNumber("+372 5839 2714"))
+    with pytest.raises(FailedPrecondition) as refused:
+        h.vault.put_field("registration", "s-1", "phone", guess, idempotency_key="req-1")
+    assert refused.value.message == (
+        "the field written under this idempotency_key was replaced or deleted"
+    )
+    # Nothing was written: a late retry never puts the old value back.
+    assert h.vault.get_field("registration", "s-1", "phone").view.version == 2
+    # The record kept no fingerprint of the destroyed value.
+    [(_caller, _key, _field, _dek, fingerprint)] = idempotency_rows(h, "s-1")
+    assert fingerprint is None
+
+
+@pytest.mark.parametrize("guess", [PHONE, OTHER_PHONE], ids=["right", "wrong"])
+def test_a_replay_after_delete_field_cannot_confirm_the_old_value(
+    h: Harness, guess: PhoneNumber
+) -> None:
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    h.vault.delete_field("deletion", "s-1", "phone")
+    with pytest.raises(FailedPrecondition, match="replaced or deleted"):
+        h.vault.put_field("registration", "s-1", "phone", guess, idempotency_key="req-1")
+    with pytest.raises(NotFound):
+        h.vault.get_field("registration", "s-1", "phone")
+
+
+def test_a_shred_deletes_the_subjects_idempotency_records(h: Harness) -> None:
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    assert len(idempotency_rows(h, "s-1")) == 1
+    with h.store.write() as tx:
+        repo.delete_subject_data(tx.data, "s-1")
+    assert idempotency_rows(h, "s-1") == []
+
+
+def test_an_idempotency_record_expires_and_is_purged(
+    h: Harness, another: Callable[..., Harness]
+) -> None:
+    clock = SteppedClock(NOW)
+    replica = another(clock=clock)
+    first = replica.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k")
+    clock.now = NOW + timedelta(hours=23, minutes=59)
+    assert replica.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k") == (
+        first
+    )
+    assert replica.vault.purge_expired_idempotency() == 0
+    clock.now = NOW + timedelta(hours=24)
+    # Expired: the same key is a new write, whatever it carries.
+    later = replica.vault.put_field(
+        "registration", "s-1", "phone", OTHER_PHONE, idempotency_key="k"
+    )
+    assert later.version == 2
+    clock.now = NOW + timedelta(hours=48)
+    assert replica.vault.purge_expired_idempotency() == 1
+    assert idempotency_rows(h, "s-1") == []
+
+
+def test_the_idempotency_lifetime_is_configurable(h: Harness) -> None:
+    vault = Vault(
+        h.store,
+        h.keys,
+        load_index_keys(h.store, LocalKeyProvider(h.keyring)),
+        PolicyHolder(h.policy_path),
+        h.audit,
+        clock=fixed_clock,
+        idempotency_ttl=timedelta(minutes=5),
+    )
+    try:
+        vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k")
+        with h.store.read() as tx:
+            record = repo.idempotency_record(tx.data, "registration", "s-1", "k", NOW)
+        assert record is not None
+        assert record.expires_at == NOW + timedelta(minutes=5)
+    finally:
+        vault.close()
+    with pytest.raises(ValueError, match="positive"):
+        Vault(
+            h.store,
+            h.keys,
+            load_index_keys(h.store, LocalKeyProvider(h.keyring)),
+            PolicyHolder(h.policy_path),
+            h.audit,
+            idempotency_ttl=timedelta(0),
+        )
+
+
+def test_the_fingerprint_is_keyed_under_the_fields_data_key(h: Harness) -> None:
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    row = stored(h, "s-1", "phone")
+    assert row is not None
+    [(_caller, _key, _field, dek_id, fingerprint)] = idempotency_rows(h, "s-1")
+    assert dek_id == row.dek_id
+    cipher = h.keys.cached_cipher(row.dek_id)
+    assert cipher is not None
+    canonical = fields.normalize(PHONE, today=NOW.date()).canonical
+    assert bytes(fingerprint) == cipher.fingerprint("registration", "phone", canonical)
+
+
+def test_replays_spend_the_put_budget(h: Harness, another: Callable[..., Harness]) -> None:
+    ticks = [0.0]
+    limiter = RateLimiter(
+        lambda: RateLimits(default={Budget.PUT: Rate(per_second=1.0, burst=3.0)}),
+        monotonic=lambda: ticks[0],
+    )
+    limited = another(rate_limiter=limiter)
+    for _ in range(3):
+        limited.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k")
+    with pytest.raises(ResourceExhausted) as exhausted:
+        limited.vault.put_field("registration", "s-1", "phone", OTHER_PHONE, idempotency_key="k")
+    assert exhausted.value.retry_after == pytest.approx(1.0)
+    # Another caller's budget is its own.
+    limited.vault.put_field("checkout", "s-1", "card.primary", CARD)
+    ticks[0] = 1.0
+    with pytest.raises(AlreadyExists):
+        limited.vault.put_field("registration", "s-1", "phone", OTHER_PHONE, idempotency_key="k")
+
+
+def test_every_put_is_audited_without_its_value(h: Harness) -> None:
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    with pytest.raises(AlreadyExists):
+        h.vault.put_field("registration", "s-1", "phone", OTHER_PHONE, idempotency_key="req-1")
+    h.vault.put_field("registration", "s-1", "phone", OTHER_PHONE)
+    with pytest.raises(FailedPrecondition):
+        h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
+    assert put_events(h, "s-1") == [
+        ("registration", "phone", "ok", "OK", "created"),
+        ("registration", "phone", "ok", "OK", "replaced"),
+        ("registration", "phone", "ok", "OK", "replay"),
+        ("registration", "phone", "refused", "ALREADY_EXISTS", "replay with other content"),
+        (
+            "registration",
+            "phone",
+            "refused",
+            "FAILED_PRECONDITION",
+            "replay of a replaced or deleted write",
+        ),
+    ]
+    assert_no_values_in_audit(h, "58765432")
+
+
+# -- overwrites: holds and types ----------------------------------------------------------
+def _hold(h: Harness, subject_id: str) -> None:
+    with h.store.write() as tx:
+        repo.set_legal_hold(tx.data, subject_id, True, "litigation", NOW)
+
+
+def test_a_hold_blocks_an_overwrite_and_the_held_value_survives(h: Harness) -> None:
+    h.vault.put_field("registration", "s-1", "phone", PHONE)
+    _hold(h, "s-1")
+    with pytest.raises(FailedPrecondition, match="legal hold"):
+        h.vault.put_field("registration", "s-1", "phone", OTHER_PHONE)
+    read = h.vault.get_field("privacy-desk", "s-1", "phone", view="plaintext", purpose="dsar")
+    assert (read.value, read.view.version) == (PHONE_E164, 1)
+    # A new field destroys nothing: it may still be added under a hold.
+    h.vault.put_field("registration", "s-1", "email", EMAIL)
+    assert put_events(h, "s-1") == [
+        ("registration", "email", "ok", "OK", "created"),
+        ("registration", "phone", "ok", "OK", "created"),
+        ("registration", "phone", "refused", "FAILED_PRECONDITION", "legal hold"),
+    ]
+
+
+def test_a_caller_may_not_change_a_fields_type_without_the_delete_grant(h: Harness) -> None:
+    h.vault.put_field("checkout", "s-1", "card.primary", CARD)
+    with pytest.raises(PermissionDenied) as denied:
+        h.vault.put_field("registration", "s-1", "card.primary", PHONE)
+    # The message names the request, never the stored type.
+    assert denied.value.message == (
+        "no grant allows caller 'registration' to replace field 'card.primary' "
+        "with a value of another type"
+    )
+    read = h.vault.get_field("checkout", "s-1", "card.primary")
+    assert (read.view.type, read.view.version) == (FieldType.CARD, 1)
+    assert put_events(h, "s-1") == [
+        ("checkout", "card.primary", "ok", "OK", "created"),
+        (
+            "registration",
+            "card.primary",
+            "denied",
+            "PERMISSION_DENIED",
+            "type change without the delete grant",
+        ),
+    ]
+
+
+def test_a_caller_with_the_delete_grant_may_change_a_fields_type(
+    h: Harness, another: Callable[..., Harness]
+) -> None:
+    h.vault.put_field("checkout", "s-1", "card.primary", CARD)
+    allowed = another(REGISTRATION_DELETES_CARDS)
+    view = allowed.vault.put_field("registration", "s-1", "card.primary", PHONE)
+    assert (view.type, view.version) == (FieldType.PHONE, 2)
+    allowed.audit.flush()
+    assert put_events(h, "s-1") == [
+        ("checkout", "card.primary", "ok", "OK", "created"),
+        ("registration", "card.primary", "ok", "OK", "replaced"),
+    ]
 
 
 # -- replicas ---------------------------------------------------------------------------

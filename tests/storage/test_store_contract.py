@@ -8,10 +8,12 @@ split-store tests put the key tables in a database of their own, as
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
@@ -22,6 +24,7 @@ from vault.storage.models import DATA_TABLES, KEY_TABLES
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
+AUDIT_KEY = bytes(range(32))
 
 
 class BodyFailedError(Exception):
@@ -198,7 +201,8 @@ def test_field_insert_get_and_list(store: Store) -> None:
 
 
 def test_field_needs_its_subject(store: Store) -> None:
-    with pytest.raises(WriteConflictError):
+    # A foreign-key violation is a bug, not a race another writer won: never retried.
+    with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
         add_field(store, stored_field(subject_id="nobody"), b"t" * 32)
     with store.read() as tx:
         assert count(tx.data, "fields") == 0
@@ -302,15 +306,56 @@ def test_put_index_replaces_and_none_removes(store: Store) -> None:
 
 # -- idempotency --------------------------------------------------------------------------
 def test_idempotency_record(store: Store) -> None:
-    record = repo.IdempotencyRecord("phone", b"m" * 32, 3)
+    record = repo.IdempotencyRecord("phone", "dek-1", b"m" * 32, 3, NOW + timedelta(hours=24))
     with store.write() as tx:
-        repo.remember_idempotency(tx.data, "s-1", "req-1", record, NOW)
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-1", record, NOW)
     with store.read() as tx:
-        assert repo.idempotency_record(tx.data, "s-1", "req-1") == record
-        assert repo.idempotency_record(tx.data, "s-1", "req-2") is None
-        assert repo.idempotency_record(tx.data, "s-2", "req-1") is None  # scoped by subject
+        assert repo.idempotency_record(tx.data, "registration", "s-1", "req-1", NOW) == record
+        assert repo.idempotency_record(tx.data, "registration", "s-1", "req-2", NOW) is None
+        # Scoped by subject and by the caller that made it.
+        assert repo.idempotency_record(tx.data, "registration", "s-2", "req-1", NOW) is None
+        assert repo.idempotency_record(tx.data, "checkout", "s-1", "req-1", NOW) is None
     with pytest.raises(WriteConflictError), store.write() as tx:
-        repo.remember_idempotency(tx.data, "s-1", "req-1", record, NOW)
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-1", record, NOW)
+
+
+def test_an_expired_idempotency_record_answers_nothing_and_is_purged(store: Store) -> None:
+    expires = NOW + timedelta(hours=1)
+    record = repo.IdempotencyRecord("phone", "dek-1", b"m" * 32, 1, expires)
+    with store.write() as tx:
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-1", record, NOW)
+        later = replace(record, expires_at=NOW + timedelta(hours=4))
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-2", later, NOW)
+    with store.read() as tx:
+        assert repo.idempotency_record(tx.data, "registration", "s-1", "req-1", expires) is None
+    # An expired record not yet purged gives way to a new one under the same key.
+    fresh = replace(record, dek_id="dek-2", expires_at=expires + timedelta(hours=24))
+    with store.write() as tx:
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-1", fresh, expires)
+    with store.read() as tx:
+        assert repo.idempotency_record(tx.data, "registration", "s-1", "req-1", expires) == fresh
+    with store.write() as tx:
+        assert repo.purge_expired_idempotency(tx.data, NOW + timedelta(hours=5)) == 1
+    with store.read() as tx:
+        assert count(tx.data, "idempotency_keys") == 1
+
+
+def test_deleting_a_field_disarms_its_idempotency_records(store: Store) -> None:
+    add_subject(store, "s-1")
+    record = repo.IdempotencyRecord("phone", "dek-1", b"m" * 32, 1, NOW + timedelta(hours=24))
+    other = replace(record, field="email")
+    with store.write() as tx:
+        repo.insert_field(tx.data, stored_field(), b"t" * 32, NOW)
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-1", record, NOW)
+        repo.remember_idempotency(tx.data, "checkout", "s-1", "req-1", record, NOW)
+        repo.remember_idempotency(tx.data, "registration", "s-1", "req-2", other, NOW)
+    with store.write() as tx:
+        repo.delete_field(tx.data, "s-1", "phone")
+    with store.read() as tx:
+        for caller in ("registration", "checkout"):
+            found = repo.idempotency_record(tx.data, caller, "s-1", "req-1", NOW)
+            assert found == replace(record, fingerprint=None)
+        assert repo.idempotency_record(tx.data, "registration", "s-1", "req-2", NOW) == other
 
 
 # -- index keys ---------------------------------------------------------------------------
@@ -349,7 +394,7 @@ def test_audit_append_and_read_in_order(store: Store) -> None:
     ]
     for event in events:
         with store.write() as tx:
-            repo.append_audit(tx.data, event)
+            repo.append_audit(tx.data, AUDIT_KEY, event)
     with store.read() as tx:
         assert repo.audit_events(tx.data) == events
         assert repo.audit_events(tx.data, "s-1") == [events[0], events[2]]
@@ -415,9 +460,16 @@ def test_split_store_keeps_keys_and_data_apart(split_store: Store) -> None:
         repo.insert_data_key(tx.keys, data_key("dek-1"), NOW)
         repo.insert_field(tx.data, stored_field(), b"t" * 32, NOW)
         repo.put_index(tx.data, "s-1", "phone", "phone", b"d" * 16)
-        repo.append_audit(tx.data, repo.AuditRecord(NOW, "registration", "put", "s-1", "phone"))
+        repo.append_audit(
+            tx.data, AUDIT_KEY, repo.AuditRecord(NOW, "registration", "put", "s-1", "phone")
+        )
         repo.remember_idempotency(
-            tx.data, "s-1", "req-1", repo.IdempotencyRecord("phone", b"m" * 32, 1), NOW
+            tx.data,
+            "registration",
+            "s-1",
+            "req-1",
+            repo.IdempotencyRecord("phone", "dek-1", b"m" * 32, 1, NOW + timedelta(hours=1)),
+            NOW,
         )
         repo.insert_index_key(
             tx.keys, repo.IndexKeyMaterial("phone", "ik", WrappedKey("k", 1, b"w")), NOW

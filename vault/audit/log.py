@@ -103,9 +103,14 @@ class AuditLog:
         field: str = "",
         view: str = "",
         purpose: str = "",
+        outcome: str = "ok",
+        status_code: str = "OK",
+        detail: str = "",
     ) -> None:
         """Buffer a routine event (a masked read); it is appended within ``flush_interval``."""
-        event = self._event(caller, action, subject_id, field, view, purpose, "ok", "OK", "")
+        event = self._event(
+            caller, action, subject_id, field, view, purpose, outcome, status_code, detail
+        )
         with self._buffer_lock:
             self._buffer.append(event)
             pending = len(self._buffer)

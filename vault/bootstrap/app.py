@@ -226,7 +226,14 @@ def build_app(
     keys = KeyHierarchy(provider, subject_limits=subject_cache, data_limits=data_cache)
     policy = PolicyHolder(settings.effective_policy_path)
     audit = AuditLog(store, utc_now, sink=_audit_sink())
-    vault = Vault(store, keys, indexer, policy, audit)
+    vault = Vault(
+        store,
+        keys,
+        indexer,
+        policy,
+        audit,
+        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+    )
     shredder = Shredder(
         store,
         keys,

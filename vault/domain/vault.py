@@ -38,13 +38,14 @@ from vault.domain.model import (
     check_purpose,
     check_subject_id,
 )
-from vault.domain.rate_limit import RateLimiter
+from vault.domain.rate_limit import Budget, RateLimiter
 from vault.errors import (
     AlreadyExists,
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
     VaultError,
@@ -57,6 +58,7 @@ from vault.storage.database import Store, Tx, WriteConflictError
 from vault.storage.hot_reads import HotReads
 
 Clock = Callable[[], datetime]
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 _VIEWS = {"masked": View.MASKED, "token": View.TOKEN, "plaintext": View.PLAINTEXT}
 
 
@@ -81,7 +83,11 @@ class Vault:
         hot_reads: HotReads | None = None,
         guards: AccessGuards | None = None,
         rate_limiter: RateLimiter | None = None,
+        idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
+        if idempotency_ttl <= timedelta(0):
+            raise ValueError("the idempotency lifetime must be positive")
+        self._idempotency_ttl = idempotency_ttl
         self._store = store
         # Budgets come from the policy in force, so a reload changes them too.
         self.limiter = rate_limiter or RateLimiter(lambda: policy().limits)
@@ -131,6 +137,26 @@ class Vault:
         value: FieldValue,
         idempotency_key: str = "",
     ) -> FieldView:
+        """Store a value under a new data key, or answer a retry of the caller's own write.
+
+        What must hold:
+
+        - Every put, replay or not, spends the caller's ``put`` budget and leaves
+          an audit event (batched, never a value): ``created``, ``replaced`` or
+          ``replay``.
+        - An idempotency record answers only the caller that made it, until it
+          expires, and only while the value it wrote stands. Its fingerprint is
+          keyed under that value's data key: once the value is replaced, deleted
+          or shredded, no answer depends on a guess of it (a retry then gets
+          ``FAILED_PRECONDITION`` whatever it carries, and never writes the old
+          value over a newer one or back after a delete).
+        - Overwriting is refused under a legal hold, as deleting is; overwriting
+          with a value of another type needs the delete grant on the field. Both
+          are decided under the subject's row lock inside the write, so a hold
+          set concurrently cannot slip in between; both refusals are audited
+          before the answer leaves.
+        """
+        self.limiter.take(caller, Budget.PUT)
         check_subject_id(subject_id, self.limits)
         check_field_name(field, self.limits)
         check_idempotency_key(idempotency_key, self.limits)
@@ -140,55 +166,88 @@ class Vault:
         # of a type it may not store.
         self._require(caller, Action.PUT, subject_id=subject_id, field=field, field_type=field_type)
         normal = fields.normalize(value, today=now.date())
-        request_mac = self._indexer.mac(
-            normal.type,
-            field.encode() + b"\x00" + normal.type.encode() + b"\x00" + normal.canonical,
-        )
         shows_token = self._policy().allows(
             caller, Action.GET, field_type=field_type, field=field, view=View.TOKEN
         )
         for attempt in (1, 2):
             try:
-                view = self._put(subject_id, field, normal, idempotency_key, request_mac, now)
-                return view if shows_token else replace(view, token="")
+                view, outcome = self._put(caller, subject_id, field, normal, idempotency_key, now)
+                break
             except WriteConflictError:
-                # Two writers created the same subject or token at once; the retry
-                # sees the winner's rows.
+                # Two writers created the same subject, token or idempotency record
+                # at once; the retry sees the winner's rows.
                 if attempt == 2:
                     raise
-        raise AssertionError("unreachable")
+            except _RefusedPutError as refused:
+                self._audit_refused_put(caller, subject_id, field, refused)
+                raise refused.error from None
+        else:
+            raise AssertionError("unreachable")
+        self._audit.record_later(caller, "put", subject_id=subject_id, field=field, detail=outcome)
+        return view if shows_token else replace(view, token="")
+
+    def _audit_refused_put(
+        self, caller: str, subject_id: str, field: str, refused: _RefusedPutError
+    ) -> None:
+        status = _STATUS_NAMES[type(refused.error)]
+        outcome = "denied" if isinstance(refused.error, PermissionDenied) else "refused"
+        if refused.replay:
+            # A replay answered from its record: routine, like a masked read.
+            self._audit.record_later(
+                caller,
+                "put",
+                subject_id=subject_id,
+                field=field,
+                outcome=outcome,
+                status_code=status,
+                detail=refused.detail,
+            )
+            return
+        self._audit.record(
+            caller,
+            "put",
+            subject_id=subject_id,
+            field=field,
+            outcome=outcome,
+            status_code=status,
+            detail=refused.detail,
+        )
 
     def _put(
         self,
+        caller: str,
         subject_id: str,
         field: str,
         normal: fields.Normalized,
         idempotency_key: str,
-        request_mac: bytes,
         now: datetime,
-    ) -> FieldView:
+        *,
+        create_only: bool = False,
+    ) -> tuple[FieldView, str]:
+        """One write transaction; returns the view and ``created``, ``replaced`` or ``replay``.
+
+        Refusals are raised as ``_RefusedPutError`` so that their audit event is
+        written after this transaction has rolled back (on SQLite a second
+        writer inside it would wait for itself).
+        """
         replaced_dek: str | None = None
         with self._store.write() as tx:
-            state = repo.subject_state(tx.data, subject_id)
-            if state == repo.SHREDDED:
+            # Locked first: a hold, a concurrent put or delete of this subject
+            # commits before or after this whole write, never in the middle.
+            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            if subject is not None and subject.state == repo.SHREDDED:
                 raise FailedPrecondition("subject is shredded; it cannot be written again")
             if idempotency_key:
-                earlier = repo.idempotency_record(tx.data, subject_id, idempotency_key)
+                earlier = repo.idempotency_record(tx.data, caller, subject_id, idempotency_key, now)
                 if earlier is not None:
-                    if earlier.field != field or not bytes_eq(earlier.request_mac, request_mac):
-                        raise AlreadyExists("idempotency_key was already used with other content")
-                    stored = repo.get_field(tx.data, subject_id, field)
-                    if stored is None:
-                        raise NotFound("the field written under this idempotency_key is gone")
-                    # A later write may have replaced the value: a replay must not
-                    # report another value's view as this request's result.
-                    cipher = self._cipher(tx, stored)
-                    if self._value(stored, cipher) != normal.value:
-                        raise FailedPrecondition(
-                            "the field written under this idempotency_key was replaced since"
-                        )
-                    return self._view(stored, cipher, with_token=True)
-            if state is None:
+                    return self._replay(tx, caller, subject_id, field, normal, earlier), "replay"
+            old = repo.get_field(tx.data, subject_id, field)
+            if old is not None:
+                if create_only:
+                    # A canary is a decoy: never planted over a real value.
+                    raise AlreadyExists("the field exists; plant canaries on new fields only")
+                self._check_overwrite(caller, subject, old, normal)
+            if subject is None:
                 repo.insert_subject(tx.data, subject_id, now)
                 subject_key = self._keys.new_subject_key(subject_id)
                 repo.insert_subject_key(tx.keys, subject_key, now)
@@ -201,21 +260,10 @@ class Vault:
             material, cipher = self._keys.new_data_key(subject_key, field)
             repo.insert_data_key(tx.keys, material, now)
             token = new_token(self._rng)
+            version = 1 if old is None else old.version + 1
             view = FieldView(
-                subject_id, field, normal.type, normal.masked, token, 1, now, normal.facts
+                subject_id, field, normal.type, normal.masked, token, version, now, normal.facts
             )
-            old = repo.get_field(tx.data, subject_id, field)
-            if old is not None:
-                view = FieldView(
-                    subject_id,
-                    field,
-                    normal.type,
-                    normal.masked,
-                    token,
-                    old.version + 1,
-                    now,
-                    normal.facts,
-                )
             stored = repo.StoredField(
                 subject_id,
                 field,
@@ -231,6 +279,8 @@ class Vault:
                 repo.insert_field(tx.data, stored, token_digest(token), now, expires_on)
             else:
                 repo.replace_field(tx.data, stored, token_digest(token), expires_on)
+                # No record may confirm the value that is being destroyed.
+                repo.disarm_idempotency(tx.data, subject_id, field)
                 replaced_dek = old.dek_id
                 tx.delete_keys_after_commit(_delete_data_key(old.dek_id))
             digest = (
@@ -242,14 +292,103 @@ class Vault:
             if idempotency_key:
                 repo.remember_idempotency(
                     tx.data,
+                    caller,
                     subject_id,
                     idempotency_key,
-                    repo.IdempotencyRecord(field, request_mac, view.version),
+                    repo.IdempotencyRecord(
+                        field,
+                        material.dek_id,
+                        cipher.fingerprint(caller, normal.type, normal.canonical),
+                        view.version,
+                        now + self._idempotency_ttl,
+                    ),
                     now,
                 )
-        if replaced_dek is not None:
-            self._keys.forget_data_key(replaced_dek)
-        return view
+        if replaced_dek is None:
+            return view, "created"
+        self._keys.forget_data_key(replaced_dek)
+        # The destroyed key and ciphertext must not linger in SQLite's WAL either.
+        self._store.checkpoint()
+        return view, "replaced"
+
+    def _replay(
+        self,
+        tx: Tx,
+        caller: str,
+        subject_id: str,
+        field: str,
+        normal: fields.Normalized,
+        earlier: repo.IdempotencyRecord,
+    ) -> FieldView:
+        """Answer a retry from the caller's record, without writing anything.
+
+        The answer depends on the guessed content only while the value the
+        record wrote still stands, and then only for the caller who wrote it.
+        """
+        stored = repo.get_field(tx.data, subject_id, earlier.field)
+        if (
+            earlier.fingerprint is None
+            or stored is None
+            or stored.dek_id != earlier.dek_id
+            or stored.version != earlier.version
+        ):
+            raise _RefusedPutError(
+                FailedPrecondition(
+                    "the field written under this idempotency_key was replaced or deleted"
+                ),
+                "replay of a replaced or deleted write",
+                replay=True,
+            )
+        try:
+            cipher = self._cipher(tx, stored)
+        except _DataKeyGoneError:
+            raise DataLoss("the field's data key is missing") from None
+        fingerprint = cipher.fingerprint(caller, normal.type, normal.canonical)
+        # Both checks are made whatever the first says: one compare of the MAC.
+        same_field = earlier.field == field
+        if not (bytes_eq(fingerprint, earlier.fingerprint) and same_field):
+            raise _RefusedPutError(
+                AlreadyExists("idempotency_key was already used with other content"),
+                "replay with other content",
+                replay=True,
+            )
+        return self._view(stored, cipher, with_token=True)
+
+    def _check_overwrite(
+        self,
+        caller: str,
+        subject: repo.SubjectRecord | None,
+        old: repo.StoredField,
+        normal: fields.Normalized,
+    ) -> None:
+        """A put over an existing value destroys it: refused when a delete would be."""
+        if subject is not None and subject.legal_hold:
+            raise _RefusedPutError(
+                FailedPrecondition(
+                    "subject is under a legal hold; none of its fields may be replaced"
+                ),
+                "legal hold",
+            )
+        if old.field_type != normal.type and not self._policy().allows(
+            caller, Action.DELETE, field_type=old.field_type, field=old.field
+        ):
+            # Names the request only: the stored type is not the caller's to learn.
+            raise _RefusedPutError(
+                PermissionDenied(
+                    f"no grant allows caller {caller!r} to replace field {old.field!r} "
+                    "with a value of another type"
+                ),
+                "type change without the delete grant",
+            )
+
+    def purge_expired_idempotency(self) -> int:
+        """Delete the idempotency records past their lifetime; returns how many.
+
+        Expired records already answer nothing (a lookup skips them); this only
+        reclaims their rows. The maintenance loop calls it.
+        """
+        with self._store.write() as tx:
+            return repo.purge_expired_idempotency(tx.data, self._clock())
 
     def delete_field(self, caller: str, subject_id: str, field: str) -> datetime:
         check_subject_id(subject_id, self.limits)
@@ -533,12 +672,8 @@ class Vault:
         check_field_name(field, self.limits)
         now = self._clock()
         normal = fields.normalize(value, today=now.date())
-        with self._store.read() as tx:
-            if repo.get_field(tx.data, subject_id, field) is not None:
-                # A canary is a decoy: never plant one over a real value.
-                raise AlreadyExists("the field exists; plant canaries on new fields only")
-        request_mac = self._indexer.mac(normal.type, b"canary")
-        self._put(subject_id, field, normal, "", request_mac, now)
+        # Decided inside the write: a canary is never planted over a real value.
+        self._put(caller, subject_id, field, normal, "", now, create_only=True)
         self.guards.plant_canary(caller, subject_id, field)
 
     # -- helpers ----------------------------------------------------------------------
@@ -597,6 +732,23 @@ class Vault:
 
 class _DataKeyGoneError(Exception):
     """A row's data key vanished under a concurrent replace or delete."""
+
+
+class _RefusedPutError(Exception):
+    """A put refused inside its write transaction, to be audited once that rolled back."""
+
+    def __init__(self, error: VaultError, detail: str, *, replay: bool = False) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.detail = detail
+        self.replay = replay
+
+
+_STATUS_NAMES: dict[type[VaultError], str] = {
+    AlreadyExists: "ALREADY_EXISTS",
+    FailedPrecondition: "FAILED_PRECONDITION",
+    PermissionDenied: "PERMISSION_DENIED",
+}
 
 
 def _expiry(facts: Facts) -> date | None:

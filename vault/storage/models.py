@@ -126,16 +126,27 @@ class BlindIndexRow(Base):
 
 
 class IdempotencyRow(Base):
-    """Remembers a PutField by idempotency key: a keyed MAC of its content only."""
+    """One caller's PutField remembered by its idempotency key, until ``expires_at``.
+
+    Scoped to the caller that wrote it: another caller's key never matches.
+    ``fingerprint`` is keyed under the data key of the value it wrote (version
+    ``version``, key ``dek_id``), so it cannot be checked once that key is
+    destroyed; it is set to NULL when the field is replaced or deleted, and the
+    row then only says that the key was used, so a late retry is refused
+    instead of writing the old value again.
+    """
 
     __tablename__ = "idempotency_keys"
 
     subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID_MAX), primary_key=True)
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     field: Mapped[str] = mapped_column(String(FIELD_NAME_MAX))
-    request_mac: Mapped[bytes] = mapped_column(LargeBinary(32))
+    dek_id: Mapped[str] = mapped_column(String(ID_LEN))
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class ShredReceiptRow(Base):

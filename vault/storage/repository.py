@@ -71,9 +71,18 @@ class StoredField:
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
+    """What one caller's keyed PutField wrote: the field, its data key and version.
+
+    ``fingerprint`` is keyed under that data key (``FieldCipher.fingerprint``);
+    None once the field was replaced or deleted, when only the fact that the
+    key was used remains.
+    """
+
     field: str
-    request_mac: bytes
+    dek_id: str
+    fingerprint: bytes | None
     version: int
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -283,10 +292,12 @@ def replace_field(
 
 
 def delete_field(conn: Connection, subject_id: str, field: str) -> None:
+    """Delete a field's row and index row, and disarm its idempotency records."""
     conn.execute(
         delete(_fields).where(_fields.c.subject_id == subject_id, _fields.c.field == field)
     )
     conn.execute(delete(_index).where(_index.c.subject_id == subject_id, _index.c.field == field))
+    disarm_idempotency(conn, subject_id, field)
 
 
 # -- blind index --------------------------------------------------------------------------
@@ -313,32 +324,83 @@ def find_subjects(conn: Connection, field_type: str, digest: bytes) -> list[str]
 
 
 # -- idempotency -----------------------------------------------------------------------------
-def idempotency_record(conn: Connection, subject_id: str, key: str) -> IdempotencyRecord | None:
+def idempotency_record(
+    conn: Connection, caller: str, subject_id: str, key: str, now: datetime
+) -> IdempotencyRecord | None:
+    """``caller``'s unexpired record of ``key`` on ``subject_id``; another caller's is no match."""
     row = conn.execute(
-        select(_idem.c.field, _idem.c.request_mac, _idem.c.version).where(
-            _idem.c.subject_id == subject_id, _idem.c.idempotency_key == key
+        select(
+            _idem.c.field,
+            _idem.c.dek_id,
+            _idem.c.fingerprint,
+            _idem.c.version,
+            _idem.c.expires_at,
+        ).where(
+            _idem.c.subject_id == subject_id,
+            _idem.c.caller == caller,
+            _idem.c.idempotency_key == key,
+            _idem.c.expires_at > now,
         )
     ).first()
-    return None if row is None else IdempotencyRecord(row[0], row[1], row[2])
+    if row is None:
+        return None
+    fingerprint = None if row[2] is None else bytes(row[2])
+    return IdempotencyRecord(row[0], row[1], fingerprint, row[3], aware(row[4]))
 
 
 def remember_idempotency(
     conn: Connection,
+    caller: str,
     subject_id: str,
     key: str,
     record: IdempotencyRecord,
     now: datetime,
 ) -> None:
+    """Store ``record`` under (caller, subject, key), replacing an expired one not yet purged.
+
+    Raises ``WriteConflictError`` (via the store) if an unexpired one exists:
+    the caller looked it up in the same transaction and found none.
+    """
+    conn.execute(
+        delete(_idem).where(
+            _idem.c.subject_id == subject_id,
+            _idem.c.caller == caller,
+            _idem.c.idempotency_key == key,
+            _idem.c.expires_at <= now,
+        )
+    )
     conn.execute(
         insert(_idem).values(
             subject_id=subject_id,
+            caller=caller,
             idempotency_key=key,
             field=record.field,
-            request_mac=record.request_mac,
+            dek_id=record.dek_id,
+            fingerprint=record.fingerprint,
             version=record.version,
             created_at=now,
+            expires_at=record.expires_at,
         )
     )
+
+
+def disarm_idempotency(conn: Connection, subject_id: str, field: str) -> None:
+    """The field's value is being replaced or deleted: its records keep no fingerprint.
+
+    Called in the transaction that destroys the value's data key, so no
+    record can confirm a value that is gone, for any caller.
+    """
+    conn.execute(
+        update(_idem)
+        .where(_idem.c.subject_id == subject_id, _idem.c.field == field)
+        .values(fingerprint=None)
+    )
+
+
+def purge_expired_idempotency(conn: Connection, now: datetime) -> int:
+    """Delete every record expired at ``now``; returns how many went."""
+    result = conn.execute(delete(_idem).where(_idem.c.expires_at <= now))
+    return int(result.rowcount or 0)
 
 
 # -- index keys ---------------------------------------------------------------------------------
