@@ -10,8 +10,8 @@ back end for the module, which keeps the PostgreSQL runs fast.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -695,6 +695,22 @@ def test_a_replay_after_delete_field_cannot_confirm_the_old_value(
         h.vault.put_field("registration", "s-1", "phone", guess, idempotency_key="req-1")
     with pytest.raises(NotFound):
         h.vault.get_field("registration", "s-1", "phone")
+
+
+@pytest.mark.parametrize(
+    "guess", [CARD, replace(CARD, pan="4111 1111 1111 1129")], ids=["right", "wrong"]
+)
+def test_a_replay_after_a_retention_delete_cannot_confirm_the_old_value(
+    h: Harness, guess: PaymentCard
+) -> None:
+    h.vault.put_field("checkout", "s-1", "card.primary", CARD, idempotency_key="add-card")
+    assert h.vault.delete_field_for_retention(
+        "s-1", "card.primary", expired_before=date(2029, 1, 1), reason="card expired"
+    )
+    with pytest.raises(FailedPrecondition, match="replaced or deleted"):
+        h.vault.put_field("checkout", "s-1", "card.primary", guess, idempotency_key="add-card")
+    [(_caller, _key, _field, _dek, fingerprint)] = idempotency_rows(h, "s-1")
+    assert fingerprint is None
 
 
 def test_a_shred_deletes_the_subjects_idempotency_records(h: Harness) -> None:
