@@ -32,6 +32,8 @@ from vault.errors import VaultError
 from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
+    from google.protobuf import timestamp_pb2
+
     from vault.bootstrap.app import PolicyHolder
 
 log = logging.getLogger("vault")
@@ -390,7 +392,38 @@ def run_keys(client: VaultClient, args: argparse.Namespace) -> int:
                 f"{version.key_id} v{version.version} {version.state:<8} "
                 f"uses={version.uses} created={created}"
             )
+        print(_describe_schedule(answer.schedule))
     return 0
+
+
+def _utc(stamp: timestamp_pb2.Timestamp) -> str:
+    return stamp.ToDatetime().isoformat(timespec="seconds") + "Z"
+
+
+def _describe_schedule(schedule: pb.KeyRotationSchedule) -> str:
+    """``keys status``: the rotation schedule, its progress and what receipts promise."""
+    last = _utc(schedule.last_rotation) if schedule.HasField("last_rotation") else "-"
+    pending = ", ".join(f"v{v}" for v in schedule.versions_pending_retirement) or "none"
+    progress = (
+        f"last rotation: {last}\n"
+        f"keys to rewrap: {schedule.keys_to_rewrap}\n"
+        f"versions pending retirement: {pending}"
+    )
+    if not schedule.enabled:
+        return (
+            "rotation schedule: off (VAULT_ROTATION_DAYS=0 or maintenance off); "
+            "shred receipts promise no backup horizon\n" + progress
+        )
+    days = schedule.period.ToTimedelta().total_seconds() / 86400
+    lines = [
+        f"rotation schedule: on, every {days:g} days",
+        progress,
+        f"next rotation due: {_utc(schedule.next_rotation_due)}",
+        f"backup horizon of a shred now: {_utc(schedule.backup_horizon)}",
+    ]
+    if schedule.overdue:
+        lines.append("WARNING: rotation is behind schedule; receipts' horizons are being missed")
+    return "\n".join(lines)
 
 
 def run_canary(args: argparse.Namespace) -> int:
@@ -459,10 +492,15 @@ def run_receipts(args: argparse.Namespace) -> int:
             )
             return 0
         receipt = document["receipt"]
+        horizon = receipt.get("backup_horizon")
+        backups = (
+            f"backups unreadable after {horizon}"
+            if horizon is not None
+            else "no backup horizon promised (no key rotation schedule ran)"
+        )
         print(
             f"valid: subject {receipt['subject_id']} shredded at {receipt['shredded_at']}, "
-            f"{receipt['fields_destroyed']} fields; backups unreadable after "
-            f"{receipt['backup_horizon']}"
+            f"{receipt['fields_destroyed']} fields; {backups}"
         )
         return 0
     print("INVALID: the receipt was edited or not signed by this key", file=sys.stderr)

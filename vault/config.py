@@ -29,6 +29,9 @@ class Settings:
     plaintext: bool = False
     grace_seconds: float = 10.0
     receipt_key_path: Path | None = None
+    # Days between scheduled master-key rotations (the maintenance loop rotates,
+    # rewraps and retires); 0 (or VAULT_ROTATION_DAYS=off) turns the schedule off,
+    # and shred receipts then promise no backup horizon.
     rotation_days: int = 30
     retention_path: Path | None = None
     # Seconds between maintenance runs in the server (retention, checkpoint,
@@ -83,6 +86,10 @@ ENV_NAMES = {
 }
 
 
+# Values of VAULT_ROTATION_DAYS that turn scheduled rotation off, besides 0.
+ROTATION_OFF_WORDS = frozenset({"off", "false", "no", "never"})
+
+
 def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
     """Flags (``overrides``, ``None`` meaning unset) win over ``VAULT_*`` variables."""
     env = os.environ if env is None else env
@@ -103,6 +110,8 @@ def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = No
     for name in ("retention_interval", "seal_check_interval", "idempotency_ttl_hours"):
         if name in values:
             values[name] = float(str(values[name]))
+    if str(values.get("rotation_days", "")).strip().lower() in ROTATION_OFF_WORDS:
+        values["rotation_days"] = 0
     for name in ("workers", "threads", "max_message_bytes", "rotation_days"):
         if name in values:
             values[name] = int(str(values[name]))

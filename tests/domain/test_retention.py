@@ -21,6 +21,7 @@ from sqlalchemy import text
 from vault.audit.log import AuditLog
 from vault.bootstrap.app import PolicyHolder, backup_horizon_for, load_index_keys
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
+from vault.domain.key_admin import RotationSchedule
 from vault.domain.retention import (
     DEFAULT_RETENTION_TOML,
     ExpiryRule,
@@ -101,7 +102,7 @@ def build(url: str, keyring: Path, policy_path: Path, clock: MovableClock) -> Ha
         ReceiptSigner.from_pem(new_signing_key_pem()),
         policy,
         audit,
-        backup_horizon=backup_horizon_for(provider, timedelta(days=30)),
+        backup_horizon=backup_horizon_for(provider, RotationSchedule(timedelta(days=30))),
         clock=clock,
         after_shred=store.checkpoint,
     )

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from vault.audit.log import AuditLog
 from vault.bootstrap.app import PolicyHolder, backup_horizon_for, load_index_keys
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
+from vault.domain.key_admin import RotationSchedule
 from vault.domain.model import GetRequest
 from vault.domain.shredding import (
     Shredder,
@@ -95,7 +96,7 @@ def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
         signer,
         policy,
         audit,
-        backup_horizon=backup_horizon_for(provider, timedelta(days=30)),
+        backup_horizon=backup_horizon_for(provider, RotationSchedule(timedelta(days=30))),
         clock=fixed_clock,
         after_shred=store.checkpoint,
     )

@@ -24,7 +24,12 @@ from vault.crypto.envelope import index_key_context, new_key
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.crypto.tokens import new_id
 from vault.domain.audit_reader import AuditReader
-from vault.domain.key_admin import KeyAdmin
+from vault.domain.key_admin import (
+    ROTATION_OFF,
+    KeyAdmin,
+    RotationSchedule,
+    last_rotation_of,
+)
 from vault.domain.retention import DEFAULT_RETENTION_TOML, RETENTION_FILE
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault, utc_now
@@ -157,30 +162,44 @@ def load_receipt_signer(path: Path) -> ReceiptSigner:
     return ReceiptSigner.from_pem(path.read_bytes())
 
 
+def rotation_schedule_for(settings: Settings) -> RotationSchedule:
+    """The master-key rotation schedule the maintenance loop runs with these settings.
+
+    Off when ``rotation_days`` is 0 (``VAULT_ROTATION_DAYS=0`` or ``off``) or
+    when the maintenance loop itself is off (``retention_interval`` 0): a
+    schedule nothing acts on would let receipts promise a date nobody keeps.
+    The loop acts every ``retention_interval`` seconds.
+    """
+    if settings.rotation_days < 0:
+        raise ValueError("rotation days (VAULT_ROTATION_DAYS): must not be negative")
+    if settings.rotation_days == 0 or settings.retention_interval <= 0:
+        return ROTATION_OFF
+    return RotationSchedule(
+        timedelta(days=settings.rotation_days),
+        tick=timedelta(seconds=settings.retention_interval),
+    )
+
+
 def backup_horizon_for(
-    provider: KeyProvider, rotation: timedelta
-) -> Callable[[datetime], datetime]:
-    """When no backup taken now can open anything any more.
+    provider: KeyProvider, schedule: RotationSchedule
+) -> Callable[[datetime], datetime | None]:
+    """When no backup taken now can open anything any more; None if nothing promises it.
 
     A backup holds subject keys wrapped under the master key versions in use
-    today. The newest of them is rotated out ``rotation`` after it was made;
-    rewrapping and retiring it take at most ``RETIRE_GRACE`` more. After that
-    the backup's wrapped keys have no master key left that opens them.
+    today, the newest of them the current one. The schedule rotates that one
+    out when it is ``period`` old (at once if it is overdue), at the loop's
+    next tick, and rewraps and retires within ``allowance``; older versions
+    go sooner. After that the backup's wrapped keys have no master key left
+    that opens them. With the schedule off nothing retires them on its own,
+    so no date is promised.
     """
 
-    def horizon(now: datetime) -> datetime:
-        created = [
-            datetime.fromisoformat(v.created_at)
-            for v in provider.versions()
-            if v.state != "retired" and v.created_at
-        ]
-        newest = max(created, default=now)
-        return max(newest + rotation, now) + RETIRE_GRACE
+    def horizon(now: datetime) -> datetime | None:
+        if not schedule.enabled:
+            return None
+        return schedule.retirement_bound(last_rotation_of(provider), now)
 
     return horizon
-
-
-RETIRE_GRACE = timedelta(days=1)
 
 
 @dataclass
@@ -224,6 +243,7 @@ def build_app(
         provider = provider_from_uri(settings.effective_key_provider)
         indexer = load_index_keys(store, provider)
     keys = KeyHierarchy(provider, subject_limits=subject_cache, data_limits=data_cache)
+    schedule = rotation_schedule_for(settings)
     policy = PolicyHolder(settings.effective_policy_path)
     audit = AuditLog(store, utc_now, sink=_audit_sink())
     vault = Vault(
@@ -240,11 +260,11 @@ def build_app(
         load_receipt_signer(settings.effective_receipt_key_path),
         policy,
         audit,
-        backup_horizon=backup_horizon_for(provider, timedelta(days=settings.rotation_days)),
+        backup_horizon=backup_horizon_for(provider, schedule),
         clock=utc_now,
         after_shred=store.checkpoint,
     )
-    key_admin = KeyAdmin(store, provider, policy, audit)
+    key_admin = KeyAdmin(store, provider, policy, audit, schedule=schedule, clock=utc_now)
     return App(
         settings,
         store,

@@ -14,13 +14,27 @@ keys still under the version is taken in a write transaction that no key
 write can slip past (``repo.hold_key_writes``), and the provider is told to
 retire only inside that transaction. Every rotation, rewrap and retirement is
 audited; so is every denial.
+
+The cycle runs on a ``RotationSchedule`` (``run_schedule``, called by the
+server's maintenance loop with the time of the tick): when the current
+version is ``period`` old it is rotated, then every key is rewrapped and the
+old versions retired. The state lives in the keyring (when the current
+version was made) and in the key store (what is still wrapped under what),
+so a tick killed mid-rewrap is simply continued by the next one, on this
+replica or another. Replicas and workers share one database, so that is
+where they agree: "still due?" is asked again under a lock of the key store
+(``repo.lock_key_rotation``) with a fresh view of the keyring, and only one
+replica rotates per period. The horizon a shred receipt states is derived
+from the same schedule (``RotationSchedule.retirement_bound``); with the
+schedule off nothing is promised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from vault.audit.log import AuditLog
 from vault.crypto.envelope import index_key_context, subject_key_context
@@ -40,6 +54,117 @@ _STATUS_NAMES: dict[type[VaultError], str] = {Unavailable: "UNAVAILABLE", DataLo
 CURRENT = "current"
 RETIRED = "retired"
 UNKNOWN = "unknown"
+
+MAINTENANCE_CALLER: Final = "maintenance"
+"""The audit caller of scheduled rotations, rewraps and retirements."""
+
+DEFAULT_ROTATION_PERIOD = timedelta(days=30)
+RETIRE_ALLOWANCE = timedelta(days=1)
+"""How long a scheduled rewrap and retirement may take after the rotation that starts it."""
+
+
+@dataclass(frozen=True)
+class RotationSchedule:
+    """How often the master key is rotated, and what that lets a receipt promise.
+
+    ``period`` is the age at which the current version is rotated out (None:
+    the schedule is off). ``tick`` is the longest wait between two runs of
+    the loop that acts on it, and ``allowance`` how long rewrapping every key
+    and retiring the old versions may take after a rotation.
+    """
+
+    period: timedelta | None
+    tick: timedelta = timedelta(hours=1)
+    allowance: timedelta = RETIRE_ALLOWANCE
+
+    def __post_init__(self) -> None:
+        if self.period is not None and self.period <= timedelta(0):
+            raise ValueError("the rotation period must be positive (None turns rotation off)")
+        if self.tick <= timedelta(0) or self.allowance < timedelta(0):
+            raise ValueError("the rotation tick must be positive and the allowance not negative")
+
+    @property
+    def enabled(self) -> bool:
+        return self.period is not None
+
+    def due_at(self, last_rotation: datetime | None, now: datetime) -> datetime | None:
+        """When the current version (made at ``last_rotation``) is to be rotated out.
+
+        A version of unknown age is due now. None when the schedule is off.
+        """
+        if self.period is None:
+            return None
+        return now if last_rotation is None else last_rotation + self.period
+
+    def retirement_bound(self, last_rotation: datetime | None, now: datetime) -> datetime | None:
+        """The latest time by which every version in use at ``now`` is retired.
+
+        The current version is rotated at the first tick after it is due (at
+        once if it is overdue), and rewrapped away from and retired within
+        ``allowance`` of that; any older version still in use is retired by
+        the next tick's rewrap, sooner. So: ``max(due, now) + tick + allowance``.
+        None when the schedule is off: nothing will retire them.
+        """
+        due = self.due_at(last_rotation, now)
+        if due is None:
+            return None
+        return max(due, now) + self.tick + self.allowance
+
+    def describe(self) -> str:
+        if self.period is None:
+            return "master key rotation is off"
+        return (
+            f"master key rotated every {_days(self.period)}, rewrapped and retired within "
+            f"{_days(self.allowance)}, checked every {self.tick.total_seconds():g}s"
+        )
+
+
+ROTATION_OFF = RotationSchedule(None)
+
+
+def _days(span: timedelta) -> str:
+    days = span / timedelta(days=1)
+    return f"{days:g} day{'' if days == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class RotationStatus:
+    """The schedule and where it stands, for GetKeyStatus.
+
+    ``backup_horizon`` is what a shred receipt signed now would promise
+    (None when the schedule is off); ``overdue`` is set once a version is
+    older than the schedule allows, which means that promise is being missed.
+    """
+
+    enabled: bool
+    period: timedelta | None
+    last_rotation: datetime | None
+    next_rotation_due: datetime | None
+    keys_to_rewrap: int
+    versions_pending_retirement: tuple[int, ...]
+    backup_horizon: datetime | None
+    overdue: bool
+
+
+@dataclass
+class ScheduledRun:
+    """What one tick of the schedule did."""
+
+    rotated: MasterKeyInfo | None = None
+    rewrapped: int = 0
+    retired: list[MasterKeyInfo] = field(default_factory=list)
+    still_used: list[int] = field(default_factory=list)
+    cancelled: bool = False
+    overdue: bool = False
+
+
+def last_rotation_of(provider: KeyProvider) -> datetime | None:
+    """When the current master key version was made (None if the provider does not say)."""
+    current = provider.current_version()
+    for info in provider.versions():
+        if info.version == current:
+            return _aware(_parse_time(info.created_at))
+    return None
 
 
 @dataclass(frozen=True)
@@ -85,6 +210,13 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A keyring time without a zone is UTC (the local keyring writes UTC)."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 class KeyAdmin:
     """The KeyAdminService use cases; every one needs the ``admin`` action."""
 
@@ -94,11 +226,20 @@ class KeyAdmin:
         provider: KeyProvider,
         policy: Callable[[], Policy],
         audit: AuditLog,
+        *,
+        schedule: RotationSchedule = ROTATION_OFF,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._provider = provider
         self._policy = policy
         self._audit = audit
+        self._schedule = schedule
+        self._clock = clock
+
+    @property
+    def schedule(self) -> RotationSchedule:
+        return self._schedule
 
     def _require(self, caller: str, verb: str) -> None:
         require(self._policy(), self._audit, caller, Action.ADMIN, audit_action=verb)
@@ -127,6 +268,118 @@ class KeyAdmin:
             raise InvalidArgument("batch_size", f"must be between 0 and {MAX_BATCH} (0: default)")
         size = batch_size or DEFAULT_BATCH
         return RewrapJob(lambda job: self._rewrap_steps(caller, size, job))
+
+    # -- the schedule (maintenance loop) -------------------------------------------------
+    def run_schedule(
+        self, now: datetime, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> ScheduledRun:
+        """One tick at ``now``: rotate if due, then finish any rewrap and retirement.
+
+        No policy check: the server runs this itself, as ``maintenance``.
+        Resumable by construction: whatever a killed tick left (keys under an
+        old version, an old version not yet retired) is what the next tick
+        finds to do. ``cancelled`` is asked between batches.
+        """
+        run = ScheduledRun()
+        if not self._schedule.enabled:
+            return run
+        run.rotated = self._rotate_if_due(now)
+        if self._pending_work():
+            job = RewrapJob(lambda job: self._rewrap_steps(MAINTENANCE_CALLER, DEFAULT_BATCH, job))
+            for done, _total in job:
+                run.rewrapped = done
+                if cancelled():
+                    run.cancelled = True
+                    return run
+            run.retired, run.still_used = job.retired, job.still_used
+        run.overdue = self._overdue(now)
+        return run
+
+    def _rotate_if_due(self, now: datetime) -> MasterKeyInfo | None:
+        """Rotate when the current version is due, once per period across every replica.
+
+        The check is repeated under the key store's rotation lock, against
+        the keyring as it is then: a replica that waited for the lock while
+        another rotated finds a fresh version and does nothing.
+        """
+        if not self._is_due(now):
+            return None
+        with self._store.write() as tx:
+            repo.lock_key_rotation(tx.keys)
+            if not self._is_due(now):
+                return None
+            info = self._provider.rotate()
+        self._audit.record(
+            MAINTENANCE_CALLER,
+            "rotate",
+            detail=f"scheduled: master key {info.kek_id} version {info.version} is current",
+        )
+        return info
+
+    def _is_due(self, now: datetime) -> bool:
+        due = self._schedule.due_at(last_rotation_of(self._provider), now)
+        return due is not None and due <= now
+
+    def _pending_work(self) -> bool:
+        """Keys under an old version, or an old version not yet retired."""
+        current = self._provider.current_version()
+        versions = self._provider.versions()
+        if any(v.version < current and v.state != RETIRED for v in versions):
+            return True
+        kek_ids = {v.kek_id for v in versions if v.version == current}
+        with self._store.read() as tx:
+            return any(repo.count_keys_to_rewrap(tx.keys, k, current) for k in kek_ids)
+
+    def _overdue(self, now: datetime) -> bool:
+        """True once a version is unretired past what the schedule lets a receipt promise.
+
+        The current version must be gone ``period + tick + allowance`` after
+        it was made; an older one ``tick + allowance`` after its successor was.
+        """
+        schedule = self._schedule
+        if schedule.period is None:
+            return False
+        versions = sorted(self._provider.versions(), key=lambda v: v.version)
+        current = self._provider.current_version()
+        made = {v.version: _aware(_parse_time(v.created_at)) for v in versions}
+        for info in versions:
+            if info.state == RETIRED or info.version > current:
+                continue
+            if info.version == current:
+                created = made[info.version]
+                if created is None or now > created + schedule.period + schedule.tick + (
+                    schedule.allowance
+                ):
+                    return True
+                continue
+            successors = [made[v.version] for v in versions if v.version > info.version]
+            replaced = min((t for t in successors if t is not None), default=None)
+            if replaced is None or now > replaced + schedule.tick + schedule.allowance:
+                return True
+        return False
+
+    def rotation_status(self, caller: str, now: datetime | None = None) -> RotationStatus:
+        """The schedule, the last rotation, what is still to rewrap and to retire."""
+        self._require(caller, "key-status")
+        now = now or self._clock()
+        versions = self._provider.versions()
+        current = self._provider.current_version()
+        last = last_rotation_of(self._provider)
+        kek_ids = {v.kek_id for v in versions if v.version == current}
+        with self._store.read() as tx:
+            to_rewrap = sum(repo.count_keys_to_rewrap(tx.keys, k, current) for k in kek_ids)
+        return RotationStatus(
+            enabled=self._schedule.enabled,
+            period=self._schedule.period,
+            last_rotation=last,
+            next_rotation_due=self._schedule.due_at(last, now),
+            keys_to_rewrap=to_rewrap,
+            versions_pending_retirement=tuple(
+                v.version for v in versions if v.version < current and v.state != RETIRED
+            ),
+            backup_horizon=self._schedule.retirement_bound(last, now),
+            overdue=self._overdue(now),
+        )
 
     def _rewrap_steps(self, caller: str, size: int, job: RewrapJob) -> Iterator[tuple[int, int]]:
         current = self._provider.current_version()
@@ -202,6 +455,7 @@ class KeyAdmin:
         """Retire every old version no stored key is wrapped under any more."""
         retired: list[MasterKeyInfo] = []
         with self._store.write() as tx:
+            repo.lock_key_rotation(tx.keys)  # one replica retires; the others see it retired
             repo.hold_key_writes(tx.keys)
             uses = {
                 use.kek_version: use.keys

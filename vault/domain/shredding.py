@@ -54,7 +54,9 @@ class ShredReceipt:
     shredded_at: datetime
     fields_destroyed: int
     key_ids: tuple[str, ...]
-    backup_horizon: datetime
+    # When no backup from before the shred opens any more; None when no
+    # rotation schedule runs to make that true (the receipt promises no date).
+    backup_horizon: datetime | None
     payload: bytes
     signature: bytes
     signing_key_id: str
@@ -69,11 +71,20 @@ class ShredReceipt:
             shredded_at=datetime.fromisoformat(body["shredded_at"]),
             fields_destroyed=int(body["fields_destroyed"]),
             key_ids=tuple(body["key_ids"]),
-            backup_horizon=datetime.fromisoformat(body["backup_horizon"]),
+            backup_horizon=_optional_time(body.get("backup_horizon")),
             payload=payload,
             signature=signature,
             signing_key_id=body["signing_key_id"],
         )
+
+
+def _optional_time(text: object) -> datetime | None:
+    """A receipt's horizon: a time, or null when it promises none."""
+    return None if text is None else datetime.fromisoformat(str(text))
+
+
+def _optional_iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def canonical_json(document: object) -> bytes:
@@ -99,7 +110,7 @@ class Shredder:
         policy: Callable[[], Policy],
         audit: AuditLog,
         *,
-        backup_horizon: Callable[[datetime], datetime],
+        backup_horizon: Callable[[datetime], datetime | None],
         clock: Callable[[], datetime],
         limits: Limits | None = None,
         after_shred: Callable[[], None] = lambda: None,
@@ -227,7 +238,7 @@ class Shredder:
                 "shredded_at": now.isoformat(),
                 "fields_destroyed": fields,
                 "key_ids": key_ids,
-                "backup_horizon": self._horizon(now).isoformat(),
+                "backup_horizon": _optional_iso(self._horizon(now)),
                 "signing_key_id": self._signer.key_id,
             }
             payload = canonical_json(body)

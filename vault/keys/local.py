@@ -28,7 +28,7 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,13 +59,19 @@ class KeyringError(Exception):
     """The keyring file is missing, unsafe or malformed (message names which)."""
 
 
-def create_keyring(path: Path, rng: RandomSource = os.urandom) -> None:
-    """Create a keyring with one master key version; refuses to overwrite."""
+def create_keyring(
+    path: Path, rng: RandomSource = os.urandom, *, now: datetime | None = None
+) -> None:
+    """Create a keyring with one master key version; refuses to overwrite.
+
+    ``now`` dates that version (default: the wall clock); the rotation
+    schedule counts its age from there.
+    """
     document = {
         "format": KEYRING_FORMAT,
         "kek_id": "local-" + new_id(rng)[:16],
         "current": 1,
-        "versions": [_new_version(1, rng)],
+        "versions": [_new_version(1, rng, now or datetime.now(UTC))],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -75,12 +81,12 @@ def create_keyring(path: Path, rng: RandomSource = os.urandom) -> None:
         os.fsync(out.fileno())
 
 
-def _new_version(version: int, rng: RandomSource) -> dict[str, Any]:
+def _new_version(version: int, rng: RandomSource, now: datetime) -> dict[str, Any]:
     return {
         "version": version,
         "key": base64.b64encode(rng(KEY_BYTES)).decode(),
         "state": ACTIVE,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": now.isoformat(),
     }
 
 
@@ -164,10 +170,17 @@ def _parse(path: Path, document: Any, stamp: _Stamp) -> _Keyring:
 class LocalKeyProvider:
     """Master keys from a keyring file; each wrap uses the current version."""
 
-    def __init__(self, path: Path, rng: RandomSource = os.urandom) -> None:
+    def __init__(
+        self,
+        path: Path,
+        rng: RandomSource = os.urandom,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._path = path
         self._lock_path = path.with_name(path.name + ".lock")
         self._rng = rng
+        self._clock = clock
         self._lock = threading.Lock()
         self._prefixes: dict[tuple[str, int], bytes] = {}
         self._state = self._load()
@@ -262,7 +275,7 @@ class LocalKeyProvider:
         with self._rewriting() as document:
             versions = document["versions"]
             version = max(int(entry["version"]) for entry in versions) + 1
-            versions.append(_new_version(version, self._rng))
+            versions.append(_new_version(version, self._rng, self._clock()))
             document["current"] = version
         return self._state.info_of(version)
 
@@ -278,7 +291,7 @@ class LocalKeyProvider:
                 raise NotFound(f"master key version {version} does not exist")
             for entry in entries:
                 entry["state"] = RETIRED
-                entry.setdefault("retired_at", datetime.now(UTC).isoformat())
+                entry.setdefault("retired_at", self._clock().isoformat())
                 entry.pop("key", None)
         return self._state.info_of(version)
 

@@ -961,6 +961,22 @@ def hold_key_writes(conn: Connection) -> None:
         conn.exec_driver_sql("LOCK TABLE subject_keys, index_keys IN SHARE MODE")
 
 
+# Any constant the vault alone uses as a PostgreSQL advisory lock key ("pii-vaul").
+_KEY_ROTATION_LOCK = 0x7069692D7661756C
+
+
+def lock_key_rotation(conn: Connection) -> None:
+    """Until this transaction ends, no other replica may rotate or retire a master key.
+
+    Every replica and worker shares the key store, so this is where they
+    agree on who rotates. PostgreSQL: a transaction-scoped advisory lock (key
+    writers do not take it, so they are not held up). SQLite: the write
+    transaction (``BEGIN IMMEDIATE``) already excludes every other writer.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_KEY_ROTATION_LOCK})")
+
+
 # -- consent and canaries ------------------------------------------------------------------------
 _consents = cast(Table, ConsentRow.__table__)
 _canaries = cast(Table, CanaryRow.__table__)

@@ -10,6 +10,7 @@ from google.type import date_pb2, postal_address_pb2
 
 from vault.crypto.signing import ReceiptSigner
 from vault.domain.audit_reader import AuditRecord, ChainedEvent
+from vault.domain.key_admin import RotationStatus
 from vault.domain.model import FieldRead, FieldView
 from vault.domain.shredding import ShredReceipt
 from vault.errors import InvalidArgument, ResourceExhausted
@@ -158,18 +159,40 @@ def read_to_get_response(read: FieldRead) -> pb.GetFieldResponse:
 
 
 def receipt_to_proto(receipt: ShredReceipt) -> pb.ShredReceipt:
-    return pb.ShredReceipt(
+    message = pb.ShredReceipt(
         subject_id=receipt.subject_id,
         request_id=receipt.request_id,
         reason=receipt.reason,
         shredded_at=timestamp(receipt.shredded_at),
         fields_destroyed=receipt.fields_destroyed,
         key_ids=list(receipt.key_ids),
-        backup_horizon=timestamp(receipt.backup_horizon),
         payload=receipt.payload,
         signature=receipt.signature,
         signing_key_id=receipt.signing_key_id,
     )
+    if receipt.backup_horizon is not None:  # unset: no rotation schedule, no date promised
+        message.backup_horizon.CopyFrom(timestamp(receipt.backup_horizon))
+    return message
+
+
+def rotation_status_to_proto(status: RotationStatus) -> pb.KeyRotationSchedule:
+    """GetKeyStatus's schedule: unset times and period mean "none" (schedule off)."""
+    message = pb.KeyRotationSchedule(
+        enabled=status.enabled,
+        keys_to_rewrap=status.keys_to_rewrap,
+        versions_pending_retirement=list(status.versions_pending_retirement),
+        overdue=status.overdue,
+    )
+    if status.period is not None:
+        message.period.FromTimedelta(status.period)
+    for name, moment in (
+        ("last_rotation", status.last_rotation),
+        ("next_rotation_due", status.next_rotation_due),
+        ("backup_horizon", status.backup_horizon),
+    ):
+        if moment is not None:
+            getattr(message, name).CopyFrom(timestamp(moment))
+    return message
 
 
 def event_to_proto(event: ChainedEvent) -> pb.AuditEvent:

@@ -315,6 +315,9 @@ class KeyAdminServicer(pb_grpc.KeyAdminServiceServicer):
             )
             if status.created_at is not None:
                 version.created_at.CopyFrom(convert.timestamp(status.created_at))
+        response.schedule.CopyFrom(
+            convert.rotation_status_to_proto(self._admin.rotation_status(caller))
+        )
         return response
 
 

@@ -10,6 +10,7 @@ only where the caller's policy grants it for the stated purpose.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -763,7 +764,9 @@ class ShredReceipt(_message.Message):
     def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def backup_horizon(self) -> _timestamp_pb2.Timestamp:
-        """After this time no backup taken before the shred can be opened."""
+        """After this time no backup taken before the shred can be opened. Unset when
+        no rotation schedule runs: then the receipt promises no date.
+        """
 
     def __init__(
         self,
@@ -1131,22 +1134,88 @@ class MasterKeyVersion(_message.Message):
 Global___MasterKeyVersion: _TypeAlias = MasterKeyVersion  # noqa: Y015
 
 @_typing.final
+class KeyRotationSchedule(_message.Message):
+    """KeyRotationSchedule is the scheduled master-key rotation and where it stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    LAST_ROTATION_FIELD_NUMBER: _builtins.int
+    NEXT_ROTATION_DUE_FIELD_NUMBER: _builtins.int
+    KEYS_TO_REWRAP_FIELD_NUMBER: _builtins.int
+    VERSIONS_PENDING_RETIREMENT_FIELD_NUMBER: _builtins.int
+    BACKUP_HORIZON_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """False when the schedule is off (VAULT_ROTATION_DAYS=0, or maintenance off):
+    nothing rotates on its own, and shred receipts promise no backup horizon.
+    """
+    keys_to_rewrap: _builtins.int
+    """Subject and index keys still wrapped under an older version."""
+    overdue: _builtins.bool
+    """True when a version outlived what the schedule promises: the loop is behind."""
+    @_builtins.property
+    def period(self) -> _duration_pb2.Duration:
+        """How old the current version may get before it is rotated (unset when off)."""
+
+    @_builtins.property
+    def last_rotation(self) -> _timestamp_pb2.Timestamp:
+        """When the current master key version was made."""
+
+    @_builtins.property
+    def next_rotation_due(self) -> _timestamp_pb2.Timestamp:
+        """When the current version is due to be rotated out (unset when off)."""
+
+    @_builtins.property
+    def versions_pending_retirement(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Older versions not yet retired (retired once no key is wrapped under them)."""
+
+    @_builtins.property
+    def backup_horizon(self) -> _timestamp_pb2.Timestamp:
+        """What a shred receipt signed now promises (unset when the schedule is off)."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        period: _duration_pb2.Duration | None = ...,
+        last_rotation: _timestamp_pb2.Timestamp | None = ...,
+        next_rotation_due: _timestamp_pb2.Timestamp | None = ...,
+        keys_to_rewrap: _builtins.int = ...,
+        versions_pending_retirement: _abc.Iterable[_builtins.int] | None = ...,
+        backup_horizon: _timestamp_pb2.Timestamp | None = ...,
+        overdue: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backup_horizon", b"backup_horizon", "last_rotation", b"last_rotation", "next_rotation_due", b"next_rotation_due", "period", b"period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_horizon", b"backup_horizon", "enabled", b"enabled", "keys_to_rewrap", b"keys_to_rewrap", "last_rotation", b"last_rotation", "next_rotation_due", b"next_rotation_due", "overdue", b"overdue", "period", b"period", "versions_pending_retirement", b"versions_pending_retirement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyRotationSchedule: _TypeAlias = KeyRotationSchedule  # noqa: Y015
+
+@_typing.final
 class GetKeyStatusResponse(_message.Message):
-    """GetKeyStatusResponse lists master key versions."""
+    """GetKeyStatusResponse lists master key versions and the rotation schedule."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSIONS_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___MasterKeyVersion]: ...
+    @_builtins.property
+    def schedule(self) -> Global___KeyRotationSchedule: ...
     def __init__(
         self,
         *,
         versions: _abc.Iterable[Global___MasterKeyVersion] | None = ...,
+        schedule: Global___KeyRotationSchedule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
