@@ -86,6 +86,7 @@ def build_maintenance(
         interval,
         rotation=app.key_admin if schedule.enabled else None,
         clock=clock,
+        purge_idempotency=app.vault.purge_expired_idempotency,
     )
 
 
@@ -116,6 +117,7 @@ class Maintenance(threading.Thread):
         *,
         rotation: ScheduledRotation | None = None,
         clock: Callable[[], datetime] = utc_now,
+        purge_idempotency: Callable[[], object] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("the maintenance interval must be positive")
@@ -125,6 +127,8 @@ class Maintenance(threading.Thread):
         self._interval = interval
         self._rotation = rotation
         self._clock = clock
+        # Expired idempotency records answer nothing already; this reclaims their rows.
+        self._purge_idempotency = purge_idempotency or (lambda: None)
         self._stop_event = threading.Event()
         self.runs = 0
 
@@ -157,6 +161,7 @@ class Maintenance(threading.Thread):
         except Exception as error:  # never crash the server; the next run retries
             log.error("maintenance: retention sweep failed (%s)", type(error).__name__)
         for name, step in (
+            ("idempotency purge", self._purge_idempotency),
             ("checkpoint", self._store.checkpoint),
             ("vacuum", self._store.vacuum_keys),
         ):
