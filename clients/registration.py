@@ -15,9 +15,10 @@ from vault.client import DEFAULT_TARGET, VaultClient
 from vault.v1 import vault_pb2 as pb
 
 
-def phone_taken(client: VaultClient, number: str) -> list[str]:
+def phone_taken(client: VaultClient, number: str) -> bool:
+    """Whether some account already holds ``number``: all a dedupe needs, all it is told."""
     value = pb.FieldValue(phone=pb.PhoneNumber(number=number))
-    return list(client.vault.FindSubjects(pb.FindSubjectsRequest(value=value)).subject_ids)
+    return client.vault.FindSubjects(pb.FindSubjectsRequest(value=value)).found
 
 
 def register(client: VaultClient, account_id: str, phone: str, email: str) -> dict[str, str]:
@@ -46,8 +47,10 @@ def main() -> None:
     args = parser.parse_args()
     with VaultClient.for_caller(args.data_dir, "registration", args.target) as client:
         phone = "+372 5123 4567"
-        existing = phone_taken(client, phone)
-        account = existing[0] if existing else f"acct-{uuid.uuid4().hex[:12]}"
+        if phone_taken(client, phone):
+            print("this phone number is already registered")
+            return
+        account = f"acct-{uuid.uuid4().hex[:12]}"
         print(account, register(client, account, phone, "Jane.Doe@Example.COM"))
 
 

@@ -84,10 +84,19 @@ class ResourceExhausted(VaultError):
 
     ``field`` names the request field that is too large, when there is one;
     ``retry_after`` (seconds) is set when waiting helps (a rate limit), and
-    the transport sends it as ``google.rpc.RetryInfo``.
+    the transport sends it as ``google.rpc.RetryInfo``; ``reason`` (an
+    UPPER_SNAKE_CASE constant such as ``SEARCH_RATE_LIMITED``) says which
+    limit, sent as ``google.rpc.ErrorInfo``.
     """
 
-    def __init__(self, message: str, field: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        field: str = "",
+        retry_after: float | None = None,
+        reason: str = "",
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.retry_after = retry_after
+        self.reason = reason

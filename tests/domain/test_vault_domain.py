@@ -897,7 +897,7 @@ def test_another_replica_reads_what_the_first_wrote(h: Harness, replica: Harness
     assert read.value == PHONE_E164
     assert read.view.token == put.token
     assert replica.keys.cached_cipher(row.dek_id) is not None
-    assert replica.vault.find_subjects("registration", PhoneNumber("0037251234567")) == ["s-1"]
+    assert replica.vault.find_subjects("registration", PhoneNumber("0037251234567")).found
 
 
 def test_a_replace_on_one_replica_is_seen_by_the_other(h: Harness, replica: Harness) -> None:

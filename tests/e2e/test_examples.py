@@ -21,7 +21,7 @@ def test_registration_example_finds_an_existing_phone(
     client = vault_server.client("registration")
     masked = registration.register(client, subject_id, "+372 5123 9876", "Jane.Doe@Example.COM")
     assert masked == {"phone": "+372 **** **76", "email": "J***@example.com"}
-    assert subject_id in registration.phone_taken(client, "0037251239876")
+    assert registration.phone_taken(client, "0037251239876")
     # The idempotency keys make a retried registration harmless.
     assert registration.register(client, subject_id, "+372 5123 9876", "Jane.Doe@Example.COM") == (
         masked

@@ -78,6 +78,9 @@ class Cell:
     allowed: bool
     view: str = "masked"
     purpose: str = ""
+    # A denial of a caller with no grant that could read the stored field: answered
+    # exactly as a missing field (or unknown token) is, so it does not tell what exists.
+    hidden: bool = False
 
     def __str__(self) -> str:
         parts = [self.caller, self.rpc, self.field_type or "-"]
@@ -85,7 +88,7 @@ class Cell:
             parts.append(self.view)
         if self.purpose:
             parts.append(self.purpose)
-        parts.append("ALLOW" if self.allowed else "DENY")
+        parts.append("ALLOW" if self.allowed else "HIDDEN" if self.hidden else "DENY")
         return "-".join(parts)
 
 
@@ -95,7 +98,7 @@ CELLS = [
     Cell("registration", "get", "phone", ALLOW),
     Cell("registration", "get", "email", ALLOW, "token"),
     Cell("registration", "get", "phone", DENY, "plaintext", "dsar"),
-    Cell("registration", "get", "card", DENY),
+    Cell("registration", "get", "card", DENY, hidden=True),
     Cell("checkout", "get", "card", ALLOW),
     Cell("checkout", "get", "card", ALLOW, "token"),
     Cell("checkout", "get", "card", DENY, "plaintext", "checkout"),  # never a card number
@@ -103,7 +106,7 @@ CELLS = [
     Cell("checkout", "get", "payment_token", DENY, "plaintext"),
     Cell("checkout", "get", "payment_token", DENY, "plaintext", "support"),
     Cell("checkout", "get", "address", ALLOW),
-    Cell("checkout", "get", "phone", DENY),
+    Cell("checkout", "get", "phone", DENY, hidden=True),
     Cell("deletion", "get", "name", DENY),
     Cell("privacy-desk", "get", "card", ALLOW, "plaintext", "dsar"),
     Cell("privacy-desk", "get", "date_of_birth", ALLOW, "plaintext", "dsar"),
@@ -114,7 +117,7 @@ CELLS = [
     # Detokenize: the payment token, for checkout, only.
     Cell("checkout", "detokenize", "payment_token", ALLOW, purpose="checkout"),
     Cell("checkout", "detokenize", "payment_token", DENY, purpose="marketing_sms"),
-    Cell("checkout", "detokenize", "card", DENY, purpose="checkout"),
+    Cell("checkout", "detokenize", "card", DENY, purpose="checkout", hidden=True),
     Cell("privacy-desk", "detokenize", "phone", DENY, purpose="dsar"),
     # FindSubjects: registration's "is this already registered?".
     Cell("registration", "find", "phone", ALLOW),
@@ -196,7 +199,8 @@ def call_cell(server: VaultServer, cell: Cell, subject: str) -> Callable[[], Non
 
     def find() -> None:
         answer = client.vault.FindSubjects(pb.FindSubjectsRequest(value=value), timeout=TIMEOUT)
-        assert subject in answer.subject_ids
+        assert answer.found
+        assert not answer.subject_ids  # the default grant answers "exists" only
 
     def delete() -> None:
         client.vault.DeleteField(
@@ -254,7 +258,14 @@ def test_policy_cell_over_the_wire(
         return
     with pytest.raises(grpc.RpcError) as caught:
         call()
-    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED, caught.value.details()
+    if cell.hidden:
+        missing = "no field holds this token" if cell.rpc == "detokenize" else "field not found"
+        assert (caught.value.code(), caught.value.details()) == (
+            grpc.StatusCode.NOT_FOUND,
+            missing,
+        )
+    else:
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED, caught.value.details()
     if cell.rpc in ("delete", "shred"):
         field, _, _ = FIELDS[cell.field_type or ""]
         assert still_there(vault_server, subject, field), "a denied destroy must destroy nothing"

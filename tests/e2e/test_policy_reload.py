@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
+from grpc_status import rpc_status
 
 from vault.client import VaultClient
 from vault.policy import DEFAULT_POLICY_TOML
@@ -69,14 +71,33 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float = DEADLINE
 
 
 def allowed(call: Callable[[], object]) -> bool:
-    """True if the call succeeds, False if PERMISSION_DENIED; any other error fails the test."""
+    """Whether the policy allows the call; any other error fails the test.
+
+    Denied is PERMISSION_DENIED, or NOT_FOUND for a field that exists but that
+    no grant of the caller could read (answered as if missing, so a denial does
+    not tell what exists). A search over the caller's search budget
+    (RESOURCE_EXHAUSTED) was allowed by the policy, which is decided first.
+    """
     try:
         call()
     except grpc.RpcError as error:
-        if error.code() is grpc.StatusCode.PERMISSION_DENIED:
+        if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
             return False
+        if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            # Over the denial budget means denied; over the search budget, allowed.
+            return limit_reason(error) != "DENIAL_RATE_LIMITED"
         raise
     return True
+
+
+def limit_reason(error: grpc.RpcError) -> str:
+    """The ``google.rpc.ErrorInfo`` reason of a RESOURCE_EXHAUSTED answer: which limit."""
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
 
 
 class Probes:

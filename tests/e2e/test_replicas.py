@@ -78,6 +78,11 @@ def phone(number: str) -> pb.FieldValue:
     return pb.FieldValue(phone=pb.PhoneNumber(number=number))
 
 
+def phone_of(subject: str) -> str:
+    """A mobile number held by ``subject`` alone, so that "is it held?" is about this subject."""
+    return f"+372 5{int(uuid.uuid5(uuid.NAMESPACE_URL, subject)) % 10**7:07d}"
+
+
 def store_subject(server: VaultServer, subject: str, number: str, token: str) -> str:
     """Phone and e-mail by registration, a payment token by checkout; returns the token."""
     registration = server.client("registration")
@@ -160,8 +165,10 @@ def assert_never_served(server: VaultServer, subject: str, token: str) -> None:
     )
     assert batch.results[0].WhichOneof("result") == "error"
     assert batch.results[0].error.message == "subject is shredded"
-    found = registration.vault.FindSubjects(pb.FindSubjectsRequest(value=phone(PHONE)), timeout=10)
-    assert subject not in found.subject_ids
+    found = registration.vault.FindSubjects(
+        pb.FindSubjectsRequest(value=phone(phone_of(subject))), timeout=10
+    )
+    assert not found.found
 
 
 def test_a_shred_on_one_replica_is_honoured_by_the_other_despite_a_warm_cache(
@@ -170,12 +177,12 @@ def test_a_shred_on_one_replica_is_honoured_by_the_other_despite_a_warm_cache(
     first, second = replicas
     subject = f"replica-{uuid.uuid4()}"
     other = f"replica-{uuid.uuid4()}"
-    token = store_subject(first, subject, PHONE, STRIPE_TOKEN)
+    token = store_subject(first, subject, phone_of(subject), STRIPE_TOKEN)
     other_token = store_subject(first, other, OTHER_PHONE, OTHER_STRIPE_TOKEN)
 
     # Warm both replicas, on many of their threads; both serve the subject.
     expected = {
-        "phone": "+37251236655",
+        "phone": phone_of(subject).replace(" ", ""),
         "email": "Replica.Test@example.com",
         "payment_token.stripe": STRIPE_TOKEN,
         "detokenized": STRIPE_TOKEN,

@@ -4,25 +4,71 @@ Reveals, detokenizations, exports, shreds, holds and denials are written
 *before* the answer leaves: if the write fails, the call fails (fail closed).
 Masked reads go through ``record_later``: they are buffered and appended in
 one transaction a moment later, so the hot read path does not pay a database
-write per read. Every event is appended to a hash chain
-(``vault.crypto.hash_chain``) that ``verify`` recomputes, and, when a sink is
-configured, also written as one JSON line for a SIEM.
+write per read. Within ``request()`` every ``record`` of one request (the
+denials and reveals of a ``BatchGetFields``) is collected and appended in one
+transaction when the request's work is done, still before its answer leaves,
+so a request costs one durable write however many events it makes. Events
+too numerous to write one by one (denials over a caller's budget, refused
+searches) are counted with ``count_later`` and land as one buffered event per
+caller and kind. Every event is appended to a chain keyed under the key
+provider's audit key (``vault.crypto.hash_chain``) that ``verify`` recomputes,
+and, when a sink is configured, also written as one JSON line for a SIEM.
+
+Anchors: the chain's key is outside the database, so whoever holds only the
+database cannot recompute the chain after deleting or editing an event; what
+they can still do is cut events off the end and rewind the head. Against that,
+positions and hashes are recorded outside the database as the chain grows:
+every sink line carries its event's ``sequence`` and ``hash``, and every shred
+receipt and DSAR export signs the head at its signing time as
+``audit_anchor``. ``verify`` checks the chain against any anchors it is given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import datetime
-from typing import TextIO
+from typing import Protocol, TextIO
 
+from vault.crypto.hash_chain import check_chain_key
 from vault.errors import Unavailable
 from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
 
 log = logging.getLogger("vault.audit")
+
+REKEY_ACTION = "audit-rekey"
+"""The event recorded when an unkeyed chain (schema 0003-0005) is re-chained under the key."""
+
+
+class ChainKeySource(Protocol):
+    """Where the chain key comes from: the key provider (``KeyProvider`` has these)."""
+
+    def audit_key(self) -> bytes: ...
+
+    def adopts_unkeyed_audit_chain(self) -> bool: ...
+
+    def close_unkeyed_audit_chain(self) -> None: ...
+
+
+class StaticChainKey:
+    """A fixed chain key that never adopts an unkeyed chain: for tests and tools."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = check_chain_key(key)
+
+    def audit_key(self) -> bytes:
+        return self._key
+
+    def adopts_unkeyed_audit_chain(self) -> bool:
+        return False
+
+    def close_unkeyed_audit_chain(self) -> None:
+        return None
 
 
 class AuditLog:
@@ -31,12 +77,16 @@ class AuditLog:
         store: Store,
         clock: Callable[[], datetime],
         *,
+        chain_key: ChainKeySource,
         sink: TextIO | None = None,
         flush_interval: float = 0.5,
         max_buffer: int = 500,
     ) -> None:
         self._store = store
         self._clock = clock
+        self._chain_key_source = chain_key
+        self._chain_key: bytes | None = None  # set by open_chain, once per process
+        self._open_lock = threading.Lock()
         self._sink = sink
         self._sink_lock = threading.Lock()
         self._buffer: list[repo.AuditRecord] = []
@@ -49,6 +99,12 @@ class AuditLog:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Counted events waiting for the next flush: (caller, action, outcome, status, detail).
+        self._counts: dict[tuple[str, str, str, str, str], int] = {}
+        # The events of the request being served on this thread (or task), if it is scoped.
+        self._request_events: ContextVar[list[repo.AuditRecord] | None] = ContextVar(
+            f"audit_request_events_{id(self)}", default=None
+        )
 
     def _event(
         self,
@@ -88,11 +144,64 @@ class AuditLog:
         status_code: str = "OK",
         detail: str = "",
     ) -> None:
-        """Append one event now; raises ``Unavailable`` if it cannot be written."""
+        """Append one event now; raises ``Unavailable`` if it cannot be written.
+
+        Inside ``request()`` the event is held and appended with the request's
+        other events when the request ends (before its answer leaves).
+        """
         event = self._event(
             caller, action, subject_id, field, view, purpose, outcome, status_code, detail
         )
+        pending = self._request_events.get()
+        if pending is not None:
+            pending.append(event)
+            return
         self._append([event])
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Collect this request's ``record`` events and append them in one transaction at exit.
+
+        The write happens when the block ends, whether it ends normally or by
+        an error, and before the caller can answer: if it fails, ``Unavailable``
+        is raised from the ``with`` statement, so no answer leaves unaudited.
+        A nested ``request()`` joins the outer one.
+        """
+        if self._request_events.get() is not None:
+            yield
+            return
+        events: list[repo.AuditRecord] = []
+        scope = self._request_events.set(events)
+        try:
+            yield
+        finally:
+            self._request_events.reset(scope)
+            if events:
+                self._append(events)
+
+    def count_later(
+        self,
+        caller: str,
+        action: str,
+        *,
+        outcome: str = "suppressed",
+        status_code: str = "RESOURCE_EXHAUSTED",
+        detail: str,
+    ) -> None:
+        """Count an event instead of writing it; the next flush appends one event per kind.
+
+        For what a caller can make the vault do faster than it should write
+        (denials over budget, refused searches): the count, not each occurrence,
+        is what the audit log needs, and it costs no write per occurrence.
+        """
+        key = (caller, action, outcome, status_code, detail)
+        with self._buffer_lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="audit-flush", daemon=True
+                )
+                self._flusher.start()
 
     def record_later(
         self,
@@ -129,6 +238,11 @@ class AuditLog:
         with self._flush_lock:
             with self._buffer_lock:
                 batch, self._buffer = self._buffer, []
+                counts, self._counts = self._counts, {}
+            batch += [
+                self._event(caller, action, "", "", "", "", outcome, status, f"count={n}: {what}")
+                for (caller, action, outcome, status, what), n in counts.items()
+            ]
             if not batch:
                 return
             try:
@@ -156,41 +270,121 @@ class AuditLog:
             self._flusher.join(timeout=5)
         self.flush()
 
+    # -- the keyed chain ---------------------------------------------------------------
+    def open_chain(self) -> bytes:
+        """The chain key, once the chain in the database is keyed under it.
+
+        Runs once per process, before the first append or verify (the server
+        also calls it at start-up). When the key provider says an unkeyed
+        chain may still be adopted (an installation upgraded from schema
+        0005), the unkeyed chain is checked, re-chained under the key and an
+        ``audit-rekey`` event recorded, in one transaction; then the provider
+        is told that adoption is over. Otherwise an unkeyed head is left as
+        it is, to be refused by every append and reported by ``verify``: it
+        can only be the work of someone who rewrote the database.
+
+        Raises ``Unavailable`` while the key provider cannot be reached (a
+        vault that started sealed): nothing is appended without the key.
+        """
+        key = self._chain_key
+        if key is not None:
+            return key
+        with self._open_lock:
+            if self._chain_key is not None:
+                return self._chain_key
+            source = self._chain_key_source
+            key = check_chain_key(source.audit_key())
+            if source.adopts_unkeyed_audit_chain():
+                self._adopt_unkeyed_chain(key)
+                source.close_unkeyed_audit_chain()
+            self._chain_key = key
+            return key
+
+    def _adopt_unkeyed_chain(self, key: bytes) -> None:
+        try:
+            with self._store.write() as tx:
+                rechained = repo.rechain_unkeyed_audit(tx.data, key)
+                if rechained is None:
+                    return
+                found = rechained.unkeyed_check
+                detail = (
+                    f"re-chained {rechained.events} events of the unkeyed SHA-256 chain under "
+                    "HMAC-SHA256 with the key provider's audit key; the unkeyed chain "
+                    + (
+                        "verified"
+                        if found.ok
+                        else f"was BROKEN at position {found.first_bad_position}: {found.problem}"
+                    )
+                )
+                event = self._event("vault", REKEY_ACTION, "", "", "", "", "ok", "OK", detail)
+                chained = repo.append_audit(tx.data, key, event)
+        except Exception:
+            raise Unavailable("the audit log cannot be re-chained under its key") from None
+        if not found.ok:
+            log.critical(
+                "the unkeyed audit chain was broken at position %d (%s) before it was keyed; "
+                "the audit-rekey event records it",
+                found.first_bad_position,
+                found.problem,
+            )
+        log.warning(
+            "audit chain re-keyed: %d events now chained under the audit key", rechained.events
+        )
+        self._write_sink(chained)
+
     def _append(self, events: list[repo.AuditRecord]) -> None:
+        key = self.open_chain()
         for attempt in (1, 2):
             try:
                 with self._store.write() as tx:
-                    repo.append_audit(tx.data, *events)
+                    chained = repo.append_audit(tx.data, key, *events)
                 break
             except WriteConflictError:
                 # Two first appends both created the chain head; the loser retries.
                 if attempt == 2:
                     raise Unavailable("the audit log cannot be written") from None
+            except repo.UnkeyedChainError:
+                log.critical(
+                    "the audit chain head in the database is unkeyed although this vault's "
+                    "chain is keyed: the database was rewritten; nothing more is appended"
+                )
+                raise Unavailable("the audit log cannot be written") from None
             except Exception:
                 raise Unavailable("the audit log cannot be written") from None
-        if self._sink is not None:
-            lines = "".join(
-                json.dumps(
-                    {
-                        "time": e.time.isoformat(),
-                        "caller": e.caller,
-                        "action": e.action,
-                        "subject_id": e.subject_id,
-                        "field": e.field,
-                        "view": e.view,
-                        "purpose": e.purpose,
-                        "outcome": e.outcome,
-                        "status_code": e.status_code,
-                        "detail": e.detail,
-                    },
-                    sort_keys=True,
-                )
-                + "\n"
-                for e in events
+        self._write_sink(chained)
+
+    def _write_sink(self, chained: list[repo.ChainedEvent]) -> None:
+        """One JSON line per event, each with its position and keyed hash: an anchor.
+
+        A copy of the sink kept outside the database's control lets ``pii-vault
+        audit verify --anchor`` find a rewritten or truncated chain.
+        """
+        if self._sink is None:
+            return
+        lines = "".join(
+            json.dumps(
+                {
+                    "sequence": c.sequence,
+                    "hash": c.hash.hex(),
+                    "time": c.record.time.isoformat(),
+                    "caller": c.record.caller,
+                    "action": c.record.action,
+                    "subject_id": c.record.subject_id,
+                    "field": c.record.field,
+                    "view": c.record.view,
+                    "purpose": c.record.purpose,
+                    "outcome": c.record.outcome,
+                    "status_code": c.record.status_code,
+                    "detail": c.record.detail,
+                },
+                sort_keys=True,
             )
-            with self._sink_lock:
-                self._sink.write(lines)
-                self._sink.flush()
+            + "\n"
+            for c in chained
+        )
+        with self._sink_lock:
+            self._sink.write(lines)
+            self._sink.flush()
 
     # -- reading -----------------------------------------------------------------
     def events(self, subject_id: str | None = None) -> list[repo.AuditRecord]:
@@ -221,6 +415,14 @@ class AuditLog:
                 end=end,
             )
 
-    def verify(self) -> repo.ChainCheck:
+    def anchor(self) -> repo.AuditAnchor:
+        """The chain head now, for a signed document to carry as its ``audit_anchor``."""
         with self._store.read() as tx:
-            return repo.verify_audit_chain(tx.data)
+            return repo.audit_anchor(tx.data)
+
+    def verify(self, anchors: Mapping[int, bytes] | None = None) -> repo.ChainCheck:
+        """Recompute the chain under the key, and check it against ``anchors``
+        (sequence -> hash, recorded outside the database)."""
+        key = self.open_chain()
+        with self._store.read() as tx:
+            return repo.verify_audit_chain(tx.data, key, anchors)

@@ -23,6 +23,7 @@ from datetime import datetime
 from vault.audit.log import AuditLog
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_field_name, check_purpose, check_subject_id
+from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument, PermissionDenied
 from vault.policy import Action, Policy
 from vault.storage import repository as repo
@@ -42,7 +43,9 @@ class AccessGuards:
         limits: Limits | None = None,
         refresh_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter
         self._store = store
         self._policy = policy
         self._audit = audit
@@ -85,6 +88,7 @@ class AccessGuards:
             Action.CONSENT,
             subject_id=subject_id,
             purpose=purpose,
+            limiter=self._limiter,
         )
         with self._store.write() as tx:
             repo.set_consent(tx.data, subject_id, purpose, granted, self._clock())
@@ -140,7 +144,13 @@ class AccessGuards:
         check_subject_id(subject_id, self._limits)
         check_field_name(field, self._limits)
         require(
-            self._policy(), self._audit, caller, Action.ADMIN, subject_id=subject_id, field=field
+            self._policy(),
+            self._audit,
+            caller,
+            Action.ADMIN,
+            subject_id=subject_id,
+            field=field,
+            limiter=self._limiter,
         )
         with self._store.write() as tx:
             repo.plant_canary(tx.data, subject_id, field, caller, self._clock())

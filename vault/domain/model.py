@@ -40,6 +40,18 @@ class GetRequest:
 
 
 @dataclass(frozen=True)
+class SearchResult:
+    """A search's answer: whether the value is held and, if the grant says so, by whom.
+
+    ``subject_ids`` is empty unless the caller's find grant answers
+    ``subject_ids``; ``found`` is all a dedupe needs.
+    """
+
+    found: bool
+    subject_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Limits:
     """Explicit bounds on everything a caller sends."""
 

@@ -72,4 +72,5 @@ class RateLimiter:
         raise ResourceExhausted(
             f"caller {caller!r} is over its {budget} rate limit; retry later",
             retry_after=wait,
+            reason=f"{budget.name}_RATE_LIMITED",
         )

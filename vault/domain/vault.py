@@ -26,13 +26,15 @@ from vault.audit.log import AuditLog
 from vault.crypto.blind_index import BlindIndexer
 from vault.crypto.envelope import FieldCipher, InvalidCiphertextError, RandomSource
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
-from vault.domain.authorization import require
+from vault.domain.authorization import require, require_stored
+from vault.domain.enumeration import EnumerationWatch
 from vault.domain.guards import AccessGuards
 from vault.domain.model import (
     FieldRead,
     FieldView,
     GetRequest,
     Limits,
+    SearchResult,
     check_field_name,
     check_idempotency_key,
     check_purpose,
@@ -52,7 +54,7 @@ from vault.errors import (
 )
 from vault.fields.base import Facts, FieldType, FieldValue
 from vault.keys.hierarchy import KeyHierarchy
-from vault.policy import Action, Policy, View
+from vault.policy import Action, FindAnswers, Policy, View
 from vault.storage import repository as repo
 from vault.storage.database import Store, Tx, WriteConflictError
 from vault.storage.hot_reads import HotReads
@@ -60,6 +62,10 @@ from vault.storage.hot_reads import HotReads
 Clock = Callable[[], datetime]
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
 _VIEWS = {"masked": View.MASKED, "token": View.TOKEN, "plaintext": View.PLAINTEXT}
+# What a missing thing answers; a denial that must not tell what exists answers the same.
+FIELD_NOT_FOUND = "field not found"
+SUBJECT_HAS_NO_FIELDS = "subject has no fields"
+NO_FIELD_HOLDS_TOKEN = "no field holds this token"  # noqa: S105 -- a message, not a secret
 
 
 def utc_now() -> datetime:
@@ -83,6 +89,7 @@ class Vault:
         hot_reads: HotReads | None = None,
         guards: AccessGuards | None = None,
         rate_limiter: RateLimiter | None = None,
+        enumeration: EnumerationWatch | None = None,
         idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         if idempotency_ttl <= timedelta(0):
@@ -91,7 +98,8 @@ class Vault:
         self._store = store
         # Budgets come from the policy in force, so a reload changes them too.
         self.limiter = rate_limiter or RateLimiter(lambda: policy().limits)
-        self.guards = guards or AccessGuards(store, policy, audit, clock)
+        self.guards = guards or AccessGuards(store, policy, audit, clock, limiter=self.limiter)
+        self.enumeration = enumeration or EnumerationWatch(lambda: policy().limits, audit)
         self._hot = hot_reads or HotReads(store.data_url)
         self._keys = keys
         self._indexer = indexer
@@ -126,6 +134,44 @@ class Vault:
             field_type=field_type,
             view=view,
             purpose=purpose,
+            limiter=self.limiter,
+        )
+
+    def _require_stored(
+        self,
+        caller: str,
+        action: Action,
+        stored: repo.StoredField,
+        *,
+        missing: VaultError,
+        sent_field: str | None,
+        view: View | None = None,
+        purpose: str = "",
+        always_hide: bool = False,
+    ) -> None:
+        """The check against a stored field's type, which the request did not state.
+
+        A caller with no grant that could read the field (in any view, for any
+        purpose) is answered ``missing`` -- exactly what it gets when there is
+        no such field -- so a denial never tells it what exists.
+        """
+        policy = self._policy()
+        hidden = always_hide or not policy.grants_any(
+            caller, Action.GET, field_type=stored.field_type, field=stored.field
+        )
+        require_stored(
+            policy,
+            self._audit,
+            caller,
+            action,
+            stored_type=stored.field_type,
+            subject_id=stored.subject_id,
+            field=stored.field,
+            sent_field=sent_field,
+            view=view,
+            purpose=purpose,
+            hidden=missing if hidden else None,
+            limiter=self.limiter,
         )
 
     # -- writes -------------------------------------------------------------------
@@ -396,10 +442,11 @@ class Vault:
         now = self._clock()
         self._require(caller, Action.DELETE, subject_id=subject_id, field=field)
         with self._store.read() as tx:
-            field_type = self._stored_field(tx, subject_id, field).field_type
+            found = self._stored_field(tx, subject_id, field)
+        field_type = found.field_type
         # Asked outside the write transaction: a denial is audited in a write of its own.
-        self._require(
-            caller, Action.DELETE, subject_id=subject_id, field=field, field_type=field_type
+        self._require_stored(
+            caller, Action.DELETE, found, missing=NotFound(FIELD_NOT_FOUND), sent_field=field
         )
         with self._store.read() as tx:
             subject = repo.subject_record(tx.data, subject_id)
@@ -513,14 +560,14 @@ class Vault:
             stored = self._hot.get_field(subject_id, field)
             if stored is None:
                 with self._store.read() as tx:
-                    self._raise_missing(tx, subject_id, "field not found")
+                    self._raise_missing(tx, subject_id, FIELD_NOT_FOUND)
                 raise AssertionError("unreachable")
-            self._require(
+            self._require_stored(
                 caller,
                 Action.GET,
-                subject_id=subject_id,
-                field=field,
-                field_type=stored.field_type,
+                stored,
+                missing=NotFound(FIELD_NOT_FOUND),
+                sent_field=field,
                 view=wanted,
                 purpose=purpose,
             )
@@ -542,29 +589,34 @@ class Vault:
                 f"a batch holds at most {self.limits.max_batch} items", field="items"
             )
         results: list[FieldRead | VaultError] = []
-        for item in items:
-            try:
-                results.append(
-                    self.get_field(caller, item.subject_id, item.field, item.view, item.purpose)
-                )
-            except VaultError as error:
-                results.append(error)
+        # Every denial and reveal of the batch is one audit write, made before it answers.
+        with self._audit.request():
+            for item in items:
+                try:
+                    results.append(
+                        self.get_field(caller, item.subject_id, item.field, item.view, item.purpose)
+                    )
+                except VaultError as error:
+                    results.append(error)
         return results
 
     def list_fields(self, caller: str, subject_id: str) -> list[FieldView]:
         check_subject_id(subject_id, self.limits)
+        # Decided before the lookup, so a caller with no get grant learns nothing of the subject.
+        self._require(caller, Action.GET, subject_id=subject_id)
         policy = self._policy()
         with self._store.read() as tx:
             stored_fields = repo.list_fields(tx.data, subject_id)
             if not stored_fields:
-                self._raise_missing(tx, subject_id, "subject has no fields")
+                self._raise_missing(tx, subject_id, SUBJECT_HAS_NO_FIELDS)
             visible = [
                 s
                 for s in stored_fields
                 if policy.allows(caller, Action.GET, field_type=s.field_type, field=s.field)
             ]
             if not visible:
-                self._require(caller, Action.GET, subject_id=subject_id, field_type=None)
+                # Fields it may not see are no answer: the same as a subject without fields.
+                raise NotFound(SUBJECT_HAS_NO_FIELDS)
             for candidate in stored_fields:
                 self.guards.check_canary(caller, "list", subject_id, candidate.field)
             try:
@@ -579,22 +631,27 @@ class Vault:
         if not looks_like_token(token):
             raise InvalidArgument("token", "is not a vault token")
         check_purpose(purpose, self.limits)
+        # Policy first: a caller that may detokenize nothing for this purpose learns
+        # nothing of the token; one that may not detokenize its field's type is
+        # answered exactly as for an unknown token.
+        self._require(caller, Action.DETOKENIZE, purpose=purpose)
         with self._store.read() as tx:
             stored = repo.field_by_token(tx.data, token_digest(token))
             if stored is None:
-                raise NotFound("no field holds this token")
-            self._require(
+                raise NotFound(NO_FIELD_HOLDS_TOKEN)
+            self._require_stored(
                 caller,
                 Action.DETOKENIZE,
-                subject_id=stored.subject_id,
-                field=stored.field,
-                field_type=stored.field_type,
+                stored,
+                missing=NotFound(NO_FIELD_HOLDS_TOKEN),
+                sent_field=None,
                 purpose=purpose,
+                always_hide=True,
             )
             try:
                 cipher = self._cipher(tx, stored)
             except _DataKeyGoneError:
-                raise NotFound("no field holds this token") from None
+                raise NotFound(NO_FIELD_HOLDS_TOKEN) from None
         self.guards.check_canary(caller, "detokenize", stored.subject_id, stored.field)
         self.guards.check_consent(caller, "detokenize", stored.subject_id, purpose)
         view = self._view(stored, cipher, with_token=True)
@@ -611,14 +668,41 @@ class Vault:
         )
         return FieldRead(view, value)
 
-    def find_subjects(self, caller: str, value: FieldValue) -> list[str]:
+    def find_subjects(self, caller: str, value: FieldValue) -> SearchResult:
+        """Whether a value is held (and by whom, if the caller's find grant says so).
+
+        A search is a read: a hit or a miss tells the caller something about a
+        value it may not see. So each one spends the caller's ``search`` budget,
+        is audited (batched: caller, type, hit or miss, never the value), and a
+        miss feeds the enumeration alarm, which refuses the caller's searches
+        for a while once its misses look like guessing.
+        """
         normal = fields.normalize(value, today=self._clock().date())
         if normal.index_input is None:
             raise InvalidArgument("value", f"{normal.type} values are not searchable")
+        policy = self._policy()
         self._require(caller, Action.FIND, field_type=normal.type)
+        try:
+            self.enumeration.check(caller)
+            self.limiter.take(caller, Budget.SEARCH)
+        except ResourceExhausted as refused:
+            # Counted, not written one by one: a refused search answers nothing.
+            self._audit.count_later(
+                caller, "find", outcome="refused", detail=f"{normal.type} search: {refused.reason}"
+            )
+            raise
         digest = self._indexer.digest(normal.type, normal.index_input)
         with self._store.read() as tx:
-            return repo.find_subjects(tx.data, normal.type, digest)
+            holders = repo.find_subjects(tx.data, normal.type, digest)
+        found = bool(holders)
+        self._audit.record_later(
+            caller, "find", detail=f"field_type={normal.type} result={'hit' if found else 'miss'}"
+        )
+        if not found:
+            self.enumeration.missed(caller, normal.type, normal.masked, digest)
+        if policy.find_answers(caller, normal.type) is FindAnswers.SUBJECT_IDS:
+            return SearchResult(found, tuple(holders))
+        return SearchResult(found)
 
     def export_subject(
         self, caller: str, subject_id: str, purpose: str
@@ -634,14 +718,14 @@ class Vault:
         with self._store.read() as tx:
             stored_fields = repo.list_fields(tx.data, subject_id)
             if not stored_fields:
-                self._raise_missing(tx, subject_id, "subject has no fields")
+                self._raise_missing(tx, subject_id, SUBJECT_HAS_NO_FIELDS)
             for stored in stored_fields:
-                self._require(
+                self._require_stored(
                     caller,
                     Action.EXPORT,
-                    subject_id=subject_id,
-                    field=stored.field,
-                    field_type=stored.field_type,
+                    stored,
+                    missing=NotFound(SUBJECT_HAS_NO_FIELDS),
+                    sent_field=None,
                     purpose=purpose,
                 )
                 self.guards.check_canary(caller, "export", subject_id, stored.field)
@@ -680,7 +764,7 @@ class Vault:
     def _stored_field(self, tx: Tx, subject_id: str, field: str) -> repo.StoredField:
         stored = repo.get_field(tx.data, subject_id, field)
         if stored is None:
-            self._raise_missing(tx, subject_id, "field not found")
+            self._raise_missing(tx, subject_id, FIELD_NOT_FOUND)
             raise AssertionError("unreachable")
         return stored
 

@@ -23,20 +23,24 @@ purposes -- never a value -- so they are safe to log and to send to a caller.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from vault.fields.base import FieldType
-from vault.policy.limits import RateLimits
+from vault.policy.identity import CN_IDENTITY, IdentityRules, IdentitySource
+from vault.policy.limits import Budget, EnumerationAlarm, Rate, RateLimits
 
 __all__ = [
     "DEFAULT_POLICY_TOML",
     "Action",
     "Decision",
+    "FindAnswers",
     "Policy",
     "PolicyError",
     "View",
@@ -64,6 +68,13 @@ class View(enum.StrEnum):
     MASKED = "masked"
     TOKEN = "token"  # noqa: S105 -- a view name, not a secret
     PLAINTEXT = "plaintext"
+
+
+class FindAnswers(enum.StrEnum):
+    """What a ``find`` grant lets the caller learn about a searched value."""
+
+    EXISTS = "exists"  # only whether some subject holds it: a dedupe's question
+    SUBJECT_IDS = "subject_ids"  # which subjects hold it
 
 
 class PolicyError(ValueError):
@@ -100,10 +111,10 @@ _FIELD_TYPES: Final = frozenset(member.value for member in FieldType)
 _WILDCARD: Final = "*"
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 
-_GRANT_KEYS: Final = ("actions", "field_types", "fields", "views", "purposes")
+_GRANT_KEYS: Final = ("actions", "field_types", "fields", "views", "purposes", "answers")
 _PURPOSE_KEYS: Final = ("requires_consent",)
 _CALLER_KEYS: Final = ("grants",)
-_TOP_KEYS: Final = ("purposes", "callers")
+_TOP_KEYS: Final = ("purposes", "callers", "limits", "identity")
 
 
 def _effective_view(action: str, view: str | None) -> str | None:
@@ -128,6 +139,16 @@ class _Grant:
     views: frozenset[str]
     any_purpose: bool
     named_purposes: frozenset[str]
+    answers: FindAnswers = FindAnswers.EXISTS
+
+    def covers(self, field_type: str, field: str | None) -> bool:
+        """The type and field scope alone: no view, no purpose."""
+        if self.field_types is not None and field_type not in self.field_types:
+            return False
+        if field is not None and self.exact_fields is not None:
+            if field not in self.exact_fields and not field.startswith(self.field_prefixes):
+                return False
+        return True
 
     def matches(
         self,
@@ -156,7 +177,7 @@ class _Grant:
 class Policy:
     """An immutable, validated policy. Build one with ``from_toml`` or ``load``."""
 
-    __slots__ = ("_callers", "_consent_purposes", "_index", "limits")
+    __slots__ = ("_callers", "_consent_purposes", "_index", "identity", "limits")
 
     def __init__(
         self,
@@ -164,11 +185,14 @@ class Policy:
         callers: frozenset[str],
         consent_purposes: frozenset[str],
         limits: RateLimits | None = None,
+        identity: IdentityRules = CN_IDENTITY,
     ) -> None:
         self._index: dict[tuple[str, Action], tuple[_Grant, ...]] = dict(index)
         self._callers = callers
         self._consent_purposes = consent_purposes
         self.limits = limits or RateLimits()
+        # How a client certificate names its caller ([identity]).
+        self.identity = identity
 
     @classmethod
     def from_toml(cls, text: str) -> Policy:
@@ -261,6 +285,57 @@ class Policy:
             if grant.matches(field_type, field, effective_view, purpose, reveal):
                 return grant
         return None
+
+    def grants_any(
+        self, caller: str, action: Action, *, field_type: str, field: str | None = None
+    ) -> bool:
+        """Whether some grant of ``caller`` covers ``action`` on this type and field, in any
+        view and for any purpose.
+
+        The vault asks this of a *stored* field before it refuses: a caller that
+        could read the field in some view learns nothing new from a denial, while
+        one that could not must get the answer a missing field gets.
+        """
+        for grant in self._index.get((caller, action), ()):
+            if grant.covers(field_type, field):
+                return True
+        return False
+
+    def find_answers(self, caller: str, field_type: str) -> FindAnswers:
+        """What ``find`` may tell ``caller`` about a value of ``field_type``.
+
+        ``subject_ids`` if any of its find grants for the type says so, else
+        ``exists`` (was the value found at all). Callers without a find grant
+        are refused before this is asked.
+        """
+        for grant in self._index.get((caller, Action.FIND), ()):
+            if grant.covers(field_type, None) and grant.answers is FindAnswers.SUBJECT_IDS:
+                return FindAnswers.SUBJECT_IDS
+        return FindAnswers.EXISTS
+
+    def refusal(
+        self,
+        caller: str,
+        action: Action,
+        *,
+        field: str | None = None,
+        view: View | None = None,
+        purpose: str = "",
+    ) -> str:
+        """Why a request was refused, in the request's own terms.
+
+        Names the caller, the action and the field name, view and purpose it
+        sent, never a stored fact such as the stored field's type: a refusal
+        decided after a lookup must not tell the caller what it looked up.
+        """
+        effective_view = _effective_view(action, view)
+        wanted = _describe(action, None, field, effective_view, purpose)
+        if caller not in self._callers:
+            return f"caller {caller!r} is not named in the policy, so it may not {wanted}"
+        reason = f"no grant of caller {caller!r} allows {wanted}"
+        if _is_reveal(action, effective_view) and not purpose:
+            reason += "; revealing a value needs a named purpose"
+        return reason
 
     def __repr__(self) -> str:
         return f"Policy(callers={sorted(self._callers)!r})"
@@ -397,6 +472,8 @@ def _parse_grant(raw: object, place: str) -> tuple[frozenset[Action], _Grant]:
                     " '*' does not grant a reveal"
                 )
 
+    answers = _parse_answers(table, actions, place)
+
     grant = _Grant(
         rule=place,
         field_types=field_types,
@@ -405,8 +482,29 @@ def _parse_grant(raw: object, place: str) -> tuple[frozenset[Action], _Grant]:
         views=frozenset(str(v) for v in views),
         any_purpose=any_purpose,
         named_purposes=named_purposes,
+        answers=answers,
     )
     return actions, grant
+
+
+def _parse_answers(
+    table: Mapping[str, object], actions: frozenset[Action], place: str
+) -> FindAnswers:
+    """A grant's ``answers``: what its ``find`` tells; only a grant of ``find`` may say."""
+    if "answers" not in table:
+        return FindAnswers.EXISTS
+    where = _join(place, "answers")
+    if Action.FIND not in actions:
+        raise PolicyError(f"{where}: applies to find only, and this grant does not list find")
+    value = table["answers"]
+    if not isinstance(value, str):
+        raise PolicyError(f"{where}: expected a string ({', '.join(FindAnswers)})")
+    try:
+        return FindAnswers(value)
+    except ValueError:
+        raise PolicyError(
+            f"{where}: unknown answer {value!r} (expected one of {', '.join(FindAnswers)})"
+        ) from None
 
 
 def _parse_policy(document: Mapping[str, object]) -> Policy:
@@ -446,6 +544,119 @@ def _parse_policy(document: Mapping[str, object]) -> Policy:
         {key: tuple(grants) for key, grants in index.items()},
         frozenset(callers),
         frozenset(consent_purposes),
+        _parse_limits(document.get("limits", {}), frozenset(callers)),
+        _parse_identity(document.get("identity", {}), frozenset(callers)),
+    )
+
+
+# --- [limits] ----------------------------------------------------------------------------
+
+_LIMITS_KEYS: Final = ("default", "callers")
+# Per budget: the key prefix in the file ("denials_per_second" counts denials).
+_BUDGET_PREFIX: Final = {Budget.SEARCH: "search", Budget.PUT: "put", Budget.DENIAL: "denials"}
+_ALARM_WINDOW: Final = "search_alarm_window_seconds"
+_ALARM_MISSES: Final = "search_alarm_misses"
+_ALARM_SAME_MASK: Final = "search_alarm_same_mask"
+_LIMIT_KEYS: Final = (
+    *(f"{prefix}_{part}" for prefix in _BUDGET_PREFIX.values() for part in ("per_second", "burst")),
+    _ALARM_WINDOW,
+    _ALARM_MISSES,
+    _ALARM_SAME_MASK,
+)
+
+
+def _limit_number(value: object, where: str, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(f"{where}: expected {'an integer' if integer else 'a number'}")
+    if integer and not isinstance(value, int):
+        raise PolicyError(f"{where}: expected an integer")
+    if not math.isfinite(value) or value <= 0:
+        raise PolicyError(f"{where}: must be a positive, finite number")
+    return float(value)
+
+
+def _limit_table(raw: object, place: str) -> dict[str, tuple[float, str]]:
+    """A ``[limits.*]`` table: each known key's checked number and the place it was set."""
+    table = _table(raw, place)
+    _check_keys(table, place, _LIMIT_KEYS)
+    checked: dict[str, tuple[float, str]] = {}
+    for name, value in table.items():
+        where = _join(place, name)
+        integer = name.endswith("_burst") or name in (_ALARM_MISSES, _ALARM_SAME_MASK)
+        number = _limit_number(value, where, integer=integer)
+        if name.endswith("_burst") and number < 1:
+            raise PolicyError(f"{where}: must be at least 1")
+        checked[name] = (number, where)
+    return checked
+
+
+def _rates(settings: Mapping[str, tuple[float, str]], place: str) -> dict[Budget, Rate]:
+    rates: dict[Budget, Rate] = {}
+    for budget, prefix in _BUDGET_PREFIX.items():
+        per_second = settings.get(f"{prefix}_per_second")
+        burst = settings.get(f"{prefix}_burst")
+        if per_second is None and burst is None:
+            continue
+        if per_second is None or burst is None:
+            given, missing = (
+                (f"{prefix}_burst", f"{prefix}_per_second")
+                if per_second is None
+                else (f"{prefix}_per_second", f"{prefix}_burst")
+            )
+            raise PolicyError(f"{_join(place, missing)}: missing; {given} needs it")
+        rates[budget] = Rate(per_second=per_second[0], burst=burst[0])
+    return rates
+
+
+def _alarm(settings: Mapping[str, tuple[float, str]], place: str) -> EnumerationAlarm | None:
+    window = settings.get(_ALARM_WINDOW)
+    misses = settings.get(_ALARM_MISSES)
+    same_mask = settings.get(_ALARM_SAME_MASK)
+    if window is None:
+        if misses is not None or same_mask is not None:
+            raise PolicyError(
+                f"{_join(place, _ALARM_WINDOW)}: missing; the alarm thresholds need a window"
+            )
+        return None
+    if misses is None and same_mask is None:
+        raise PolicyError(
+            f"{window[1]}: a window alone sounds no alarm;"
+            f" set {_ALARM_MISSES} or {_ALARM_SAME_MASK}"
+        )
+    return EnumerationAlarm(
+        window_seconds=window[0],
+        misses=None if misses is None else int(misses[0]),
+        same_mask=None if same_mask is None else int(same_mask[0]),
+    )
+
+
+def _parse_limits(raw: object, callers: frozenset[str]) -> RateLimits:
+    """``[limits.default]`` and ``[limits.callers.NAME]``; a caller's keys override the default's.
+
+    Every key is checked where it is written; a caller table must name a caller
+    of ``[callers]``, so that a misspelt name cannot leave the real caller on
+    the default limits unnoticed.
+    """
+    table = _table(raw, "limits")
+    _check_keys(table, "limits", _LIMITS_KEYS)
+    default = _limit_table(table.get("default", {}), "limits.default")
+    per_caller: dict[str, Mapping[Budget, Rate]] = {}
+    alarm_per_caller: dict[str, EnumerationAlarm] = {}
+    for caller, raw_caller in _table(table.get("callers", {}), "limits.callers").items():
+        place = _join("limits.callers", caller)
+        if caller not in callers:
+            raise PolicyError(f"{place}: no caller {caller!r} in [callers]")
+        own = _limit_table(raw_caller, place)
+        merged = {**default, **own}
+        per_caller[caller] = _rates(merged, place)
+        alarm = _alarm(merged, place)
+        if alarm is not None:
+            alarm_per_caller[caller] = alarm
+    return RateLimits(
+        default=_rates(default, "limits.default"),
+        per_caller=per_caller,
+        alarm=_alarm(default, "limits.default"),
+        alarm_per_caller=alarm_per_caller,
     )
 
 
@@ -464,6 +675,8 @@ DEFAULT_POLICY_TOML: Final = """\
 #   fields      field names ("card.primary"), prefixes ("card.*") or "*" (default ["*"])
 #   views       for get: masked, token, plaintext (default ["masked"])
 #   purposes    purpose names or "*" (default ["*"])
+#   answers     for find: "exists" (default: only whether some subject holds the
+#               value) or "subject_ids" (which subjects hold it)
 #
 # Revealing a value -- get with view plaintext, detokenize, export -- needs a
 # purpose the grant names explicitly; "*" never grants a reveal.
@@ -474,7 +687,9 @@ DEFAULT_POLICY_TOML: Final = """\
 requires_consent = true
 
 # registration: stores a new account's contact data and asks whether a value
-# is already registered. Masked and token views only, never plaintext.
+# is already registered. Masked and token views only, never plaintext. Its
+# dedupe needs "is it held?", not whose it is, so its find answers "exists"
+# (the default; answers = "subject_ids" would name the holders).
 [[callers.registration.grants]]
 actions = ["put", "get", "find"]
 field_types = ["phone", "email", "name", "address", "date_of_birth"]
@@ -531,4 +746,78 @@ actions = ["hold", "consent"]
 # admin: operators. Key rotation, audit-chain checks, legal holds; no values.
 [[callers.admin.grants]]
 actions = ["admin", "hold"]
+
+# Rate limits, per caller and per server process (N replicas allow N times
+# these). Each answer a caller could use to test a guess is budgeted: a search,
+# a put (or idempotent replay), a denial (each costs an audit write). A bucket
+# holds *_burst answers and refills at *_per_second; an empty one answers
+# RESOURCE_EXHAUSTED with google.rpc.RetryInfo. [limits.callers.NAME] tables
+# override single keys of [limits.default] for one caller of [callers].
+#
+# At 1 search a second, recovering a mobile number from its mask (about 10^5
+# candidates) takes some 14 hours on average; the enumeration alarm below
+# stops it far sooner: more than 20 missed values sharing one mask (or 300
+# misses) within 10 minutes is logged CRITICAL, audited with severity=high,
+# and refuses the caller's searches for the next 10 minutes.
+[limits.default]
+search_per_second = 1.0
+search_burst = 30
+put_per_second = 100.0
+put_burst = 1000
+denials_per_second = 1.0
+denials_burst = 100
+search_alarm_window_seconds = 600
+search_alarm_misses = 300
+search_alarm_same_mask = 20
 """
+
+
+# --- [identity] --------------------------------------------------------------------------
+
+_IDENTITY_KEYS: Final = ("source", "uris", "uri_prefix")
+
+
+def _parse_identity(raw: object, callers: frozenset[str]) -> IdentityRules:
+    """``[identity]``: where a certificate's one caller name comes from (default: its CN).
+
+    A typo must not quietly hand an identity to the wrong caller, so a mapped
+    URI must name a caller of ``[callers]``, and ``source = "uri_san"`` needs
+    at least one way to map (``uris`` or ``uri_prefix``); the other keys are
+    refused with ``source = "cn"``, where they would do nothing.
+    """
+    table = _table(raw, "identity")
+    _check_keys(table, "identity", _IDENTITY_KEYS)
+    name = table.get("source", IdentitySource.CN.value)
+    try:
+        source = IdentitySource(name)
+    except ValueError:
+        raise PolicyError(
+            f"identity.source: unknown source {name!r} "
+            f"(expected one of {', '.join(IdentitySource)})"
+        ) from None
+    uris: dict[str, str] = {}
+    for uri, caller in _table(table.get("uris", {}), "identity.uris").items():
+        where = _join("identity.uris", uri)
+        if not _is_uri(uri):
+            raise PolicyError(f"{where}: expected an absolute URI such as spiffe://domain/path")
+        if not isinstance(caller, str) or caller not in callers:
+            raise PolicyError(f"{where}: expected the name of a caller in [callers]")
+        uris[uri] = caller
+    prefix = table.get("uri_prefix", "")
+    if not isinstance(prefix, str) or (prefix and not (_is_uri(prefix) and prefix.endswith("/"))):
+        raise PolicyError(
+            "identity.uri_prefix: expected an absolute URI ending in '/', "
+            "such as spiffe://domain/ns/prod/sa/"
+        )
+    if source is IdentitySource.CN and (uris or prefix):
+        raise PolicyError('identity: uris and uri_prefix need source = "uri_san"')
+    if source is IdentitySource.URI_SAN and not (uris or prefix):
+        raise PolicyError('identity: source = "uri_san" needs uris or uri_prefix')
+    return IdentityRules(source, MappingProxyType(uris), prefix)
+
+
+def _is_uri(text: str) -> bool:
+    scheme, sep, rest = text.partition("://")
+    return bool(
+        sep and re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) and rest and text.isprintable()
+    ) and not any(c.isspace() for c in text)

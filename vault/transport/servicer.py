@@ -1,7 +1,8 @@
 """gRPC servicers: translate proto to domain, make one call, translate back.
 
-Caller identity is the common name of the verified client certificate; the
-``rpc`` decorator resolves it and maps every error in one place.
+Caller identity is the one name of the verified client certificate (its CN,
+or a URI SAN the policy maps; ``vault.transport.identity``); the ``rpc``
+decorator resolves it and maps every error in one place.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from vault.errors import (
     Unavailable,
     VaultError,
 )
+from vault.policy.identity import CN_IDENTITY, IdentityRules
 from vault.transport import convert
+from vault.transport.identity import caller_from_certificate
 from vault.transport.status import abort, abort_internal, status_proto
 from vault.v1 import vault_pb2 as pb
 from vault.v1 import vault_pb2_grpc as pb_grpc
@@ -49,18 +52,23 @@ NEVER_SEALED: SealState = _NeverSealed()
 SEALED_MESSAGE = "the vault is sealed: its master key cannot be reached"
 
 
-AuthFailureHook = Callable[[str], None]
-"""Records a refused, unidentified call (the RPC name) in the audit log before it is answered."""
+AuthFailureHook = Callable[[str, str], None]
+"""Audits a refused, unidentified call (RPC name, why) before it is answered."""
 
 
-def _no_hook(_method: str) -> None:
+def _no_hook(_method: str, _reason: str) -> None:
     return None
+
+
+def _cn_identity() -> IdentityRules:
+    return CN_IDENTITY
 
 
 class _Servicer(Protocol):
     trust_metadata: bool
     seal: SealState
     on_auth_failure: AuthFailureHook
+    identity: Callable[[], IdentityRules]
 
 
 S = TypeVar("S", bound=_Servicer)
@@ -68,12 +76,23 @@ S = TypeVar("S", bound=_Servicer)
 CALLER_METADATA = "x-vault-caller"
 
 
-def caller_of(context: grpc.ServicerContext, *, trust_metadata: bool) -> str:
-    """The caller's name: its certificate CN (or, on an explicit plain-text port, metadata)."""
+def caller_of(
+    context: grpc.ServicerContext,
+    *,
+    trust_metadata: bool,
+    identity: IdentityRules = CN_IDENTITY,
+) -> str:
+    """The caller's name: the one its certificate names (or, on a plain-text port, metadata).
+
+    Exactly one name per certificate (``vault.transport.identity``); a
+    certificate naming none or several raises ``Unauthenticated``.
+    """
     auth = cast(dict[str, list[bytes]], context.auth_context())
-    names = auth.get("x509_common_name")
-    if names:
-        return names[0].decode()
+    certificates = auth.get("x509_pem_cert")
+    if certificates:
+        return caller_from_certificate(certificates[0], identity)
+    if auth.get("x509_common_name"):  # a peer certificate gRPC would not show us whole
+        raise Unauthenticated("the client certificate cannot be read")
     if trust_metadata:
         for key, value in context.invocation_metadata() or ():
             if key == CALLER_METADATA and isinstance(value, str) and value:
@@ -90,9 +109,11 @@ def rpc(
             if self.seal.sealed:  # fail closed: nothing is decrypted while sealed
                 raise Unavailable(SEALED_MESSAGE)
             try:
-                caller = caller_of(context, trust_metadata=self.trust_metadata)
-            except Unauthenticated:
-                self.on_auth_failure(method.__name__)  # fail closed: raises if not written
+                caller = caller_of(
+                    context, trust_metadata=self.trust_metadata, identity=self.identity()
+                )
+            except Unauthenticated as refused:  # fail closed: raises if not written
+                self.on_auth_failure(method.__name__, refused.message)
                 raise
             return method(self, caller, request, context)
         except VaultError as error:
@@ -119,6 +140,7 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         self.trust_metadata = trust_metadata
         self.seal = seal
         self.on_auth_failure: AuthFailureHook = _no_hook
+        self.identity: Callable[[], IdentityRules] = _cn_identity
 
     @rpc
     def PutField(  # noqa: N802 (gRPC method names)
@@ -194,7 +216,8 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         self, caller: str, request: pb.FindSubjectsRequest, context: grpc.ServicerContext
     ) -> pb.FindSubjectsResponse:
         value = convert.value_from_proto(request.value, self._max_value_bytes)
-        return pb.FindSubjectsResponse(subject_ids=self._vault.find_subjects(caller, value))
+        result = self._vault.find_subjects(caller, value)
+        return pb.FindSubjectsResponse(found=result.found, subject_ids=result.subject_ids)
 
     @rpc
     def DeleteField(  # noqa: N802
@@ -232,7 +255,7 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
     ) -> pb.ExportSubjectResponse:
         reads, history = self._vault.export_subject(caller, request.subject_id, request.purpose)
         return convert.export_to_proto(
-            request.subject_id, request.purpose, reads, history, self._shredder.signer
+            request.subject_id, request.purpose, reads, history, self._shredder.sign_export
         )
 
     @rpc
@@ -261,9 +284,11 @@ def rpc_stream(
             if self.seal.sealed:
                 raise Unavailable(SEALED_MESSAGE)
             try:
-                caller = caller_of(context, trust_metadata=self.trust_metadata)
-            except Unauthenticated:
-                self.on_auth_failure(method.__name__)
+                caller = caller_of(
+                    context, trust_metadata=self.trust_metadata, identity=self.identity()
+                )
+            except Unauthenticated as refused:
+                self.on_auth_failure(method.__name__, refused.message)
                 raise
             yield from method(self, caller, request, context)
         except VaultError as error:
@@ -286,6 +311,7 @@ class KeyAdminServicer(pb_grpc.KeyAdminServiceServicer):
         self.trust_metadata = trust_metadata
         self.seal = seal
         self.on_auth_failure: AuthFailureHook = _no_hook
+        self.identity: Callable[[], IdentityRules] = _cn_identity
 
     @rpc
     def RotateMasterKey(  # noqa: N802
@@ -329,6 +355,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         self.trust_metadata = trust_metadata
         self.seal = seal
         self.on_auth_failure: AuthFailureHook = _no_hook
+        self.identity: Callable[[], IdentityRules] = _cn_identity
 
     @rpc
     def ListEvents(  # noqa: N802
@@ -352,10 +379,13 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     def VerifyChain(  # noqa: N802
         self, caller: str, request: pb.VerifyChainRequest, context: grpc.ServicerContext
     ) -> pb.VerifyChainResponse:
-        check = self._reader.verify(caller)
+        check = self._reader.verify(
+            caller, [(anchor.sequence, anchor.hash) for anchor in request.anchors]
+        )
         return pb.VerifyChainResponse(
             ok=check.ok,
             events_checked=check.events_checked,
             first_bad_position=check.first_bad_position,
             problem=check.problem,
+            anchors_checked=check.anchors_checked,
         )

@@ -1,7 +1,10 @@
 """The one place where vault errors become gRPC statuses.
 
 Each ``VaultError`` subclass maps to exactly one status code. Invalid
-arguments carry a ``google.rpc.BadRequest`` naming every bad field. Messages
+arguments carry a ``google.rpc.BadRequest`` naming every bad field; a rate
+limit (``ResourceExhausted`` with ``retry_after``) carries a
+``google.rpc.RetryInfo`` saying how long to wait and a ``google.rpc.ErrorInfo``
+saying which limit (``SEARCH_RATE_LIMITED``, ``ENUMERATION_ALARM``, ...). Messages
 come from the domain, which names fields and never values; anything
 unexpected becomes ``INTERNAL`` with a fixed message, and only the exception
 *type* is logged, since a library's message may quote its input.
@@ -10,16 +13,20 @@ unexpected becomes ``INTERNAL`` with a fixed message, and only the exception
 from __future__ import annotations
 
 import logging
+import math
 from typing import NoReturn
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from vault import errors
 
 log = logging.getLogger("vault.transport")
+
+ERROR_DOMAIN = "pii-vault"
+"""``google.rpc.ErrorInfo.domain`` of every error the vault details."""
 
 _CODES: dict[type[errors.VaultError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -62,10 +69,26 @@ def status_proto(error: errors.VaultError) -> status_pb2.Status:
             )
         )
         status.details.append(detail)
+    if isinstance(error, errors.ResourceExhausted):
+        _add_retry_details(status, error)
     if code is grpc.StatusCode.DATA_LOSS:
         # An alarm for operators: tampering or corruption, never a plaintext.
         log.error("data integrity failure: %s", error.message)
     return status
+
+
+def _add_retry_details(status: status_pb2.Status, error: errors.ResourceExhausted) -> None:
+    """RetryInfo (when waiting helps; rounded up to whole milliseconds) and ErrorInfo."""
+    if error.retry_after is not None:
+        millis = max(1, math.ceil(error.retry_after * 1000))
+        delay = duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(retry)
+    if error.reason:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
+        status.details.append(info)
 
 
 def abort(context: grpc.ServicerContext, error: errors.VaultError) -> NoReturn:

@@ -634,21 +634,28 @@ Global___FindSubjectsRequest: _TypeAlias = FindSubjectsRequest  # noqa: Y015
 
 @_typing.final
 class FindSubjectsResponse(_message.Message):
-    """FindSubjectsResponse lists the subjects holding the value."""
+    """FindSubjectsResponse says whether the value is held. The holders are
+    listed only for a caller whose find grant answers "subject_ids"; for one
+    that answers "exists" (the default) subject_ids is always empty.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECT_IDS_FIELD_NUMBER: _builtins.int
+    FOUND_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """found: some subject holds exactly this value."""
     @_builtins.property
     def subject_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         subject_ids: _abc.Iterable[_builtins.str] | None = ...,
+        found: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject_ids", b"subject_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found", "subject_ids", b"subject_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -750,6 +757,7 @@ class ShredReceipt(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    AUDIT_ANCHOR_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
     request_id: _builtins.str
     reason: _builtins.str
@@ -768,6 +776,10 @@ class ShredReceipt(_message.Message):
         no rotation schedule runs: then the receipt promises no date.
         """
 
+    @_builtins.property
+    def audit_anchor(self) -> Global___AuditAnchor:
+        """The audit chain's head when the receipt was signed (also inside payload)."""
+
     def __init__(
         self,
         *,
@@ -781,10 +793,11 @@ class ShredReceipt(_message.Message):
         payload: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
         signing_key_id: _builtins.str = ...,
+        audit_anchor: Global___AuditAnchor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backup_horizon", b"backup_horizon", "shredded_at", b"shredded_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_anchor", b"audit_anchor", "backup_horizon", b"backup_horizon", "shredded_at", b"shredded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_horizon", b"backup_horizon", "fields_destroyed", b"fields_destroyed", "key_ids", b"key_ids", "payload", b"payload", "reason", b"reason", "request_id", b"request_id", "shredded_at", b"shredded_at", "signature", b"signature", "signing_key_id", b"signing_key_id", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_anchor", b"audit_anchor", "backup_horizon", b"backup_horizon", "fields_destroyed", b"fields_destroyed", "key_ids", b"key_ids", "payload", b"payload", "reason", b"reason", "request_id", b"request_id", "shredded_at", b"shredded_at", "signature", b"signature", "signing_key_id", b"signing_key_id", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -873,6 +886,7 @@ class ExportSubjectResponse(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    AUDIT_ANCHOR_FIELD_NUMBER: _builtins.int
     payload: _builtins.bytes
     """The same export as canonical JSON, and its Ed25519 signature by the
     vault's receipt key, for filing with the data-subject request.
@@ -883,6 +897,10 @@ class ExportSubjectResponse(_message.Message):
     def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedField]: ...
     @_builtins.property
     def access_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    @_builtins.property
+    def audit_anchor(self) -> Global___AuditAnchor:
+        """The audit chain's head when the export was signed (also inside payload)."""
+
     def __init__(
         self,
         *,
@@ -891,10 +909,11 @@ class ExportSubjectResponse(_message.Message):
         payload: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
         signing_key_id: _builtins.str = ...,
+        audit_anchor: Global___AuditAnchor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_anchor", b"audit_anchor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_history", b"access_history", "fields", b"fields", "payload", b"payload", "signature", b"signature", "signing_key_id", b"signing_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_history", b"access_history", "audit_anchor", b"audit_anchor", "fields", b"fields", "payload", b"payload", "signature", b"signature", "signing_key_id", b"signing_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1354,16 +1373,54 @@ class VerifyChainRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    ANCHORS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def anchors(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditAnchor]:
+        """Positions and hashes recorded outside the database (audit sink lines,
+        receipts, exports): each must name an event the chain still holds with
+        exactly that hash.
+        """
+
     def __init__(
         self,
+        *,
+        anchors: _abc.Iterable[Global___AuditAnchor] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchors", b"anchors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyChainRequest: _TypeAlias = VerifyChainRequest  # noqa: Y015
+
+@_typing.final
+class AuditAnchor(_message.Message):
+    """AuditAnchor is one position of the audit chain and its keyed hash, as
+    recorded outside the database when the event was written or a document
+    was signed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    hash: _builtins.bytes
+    """HMAC-SHA256 chain hash, 32 bytes."""
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        hash: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditAnchor: _TypeAlias = AuditAnchor  # noqa: Y015
 
 @_typing.final
 class VerifyChainResponse(_message.Message):
@@ -1375,11 +1432,14 @@ class VerifyChainResponse(_message.Message):
     EVENTS_CHECKED_FIELD_NUMBER: _builtins.int
     FIRST_BAD_POSITION_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    ANCHORS_CHECKED_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
     events_checked: _builtins.int
     first_bad_position: _builtins.int
     """-1 when the chain is intact."""
     problem: _builtins.str
+    anchors_checked: _builtins.int
+    """How many of the request's anchors were found in the chain as recorded."""
     def __init__(
         self,
         *,
@@ -1387,10 +1447,11 @@ class VerifyChainResponse(_message.Message):
         events_checked: _builtins.int = ...,
         first_bad_position: _builtins.int = ...,
         problem: _builtins.str = ...,
+        anchors_checked: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_checked", b"events_checked", "first_bad_position", b"first_bad_position", "ok", b"ok", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchors_checked", b"anchors_checked", "events_checked", b"events_checked", "first_bad_position", b"first_bad_position", "ok", b"ok", "problem", b"problem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

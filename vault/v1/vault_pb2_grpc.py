@@ -132,7 +132,8 @@ class VaultServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FindSubjects(self, request, context):
-        """FindSubjects returns the subjects holding exactly this value (blind index).
+        """FindSubjects says whether some subject holds exactly this value (blind
+        index) and, where the caller's grant says so, which. Rate limited per caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

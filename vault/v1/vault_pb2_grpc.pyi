@@ -49,7 +49,9 @@ class VaultServiceStub:
     Detokenize: _grpc.UnaryUnaryMultiCallable[_vault_pb2.DetokenizeRequest, _vault_pb2.DetokenizeResponse]
     """Detokenize returns the value behind a token, policy-gated by purpose."""
     FindSubjects: _grpc.UnaryUnaryMultiCallable[_vault_pb2.FindSubjectsRequest, _vault_pb2.FindSubjectsResponse]
-    """FindSubjects returns the subjects holding exactly this value (blind index)."""
+    """FindSubjects says whether some subject holds exactly this value (blind
+    index) and, where the caller's grant says so, which. Rate limited per caller.
+    """
     DeleteField: _grpc.UnaryUnaryMultiCallable[_vault_pb2.DeleteFieldRequest, _vault_pb2.DeleteFieldResponse]
     """DeleteField crypto-shreds one field."""
     ShredSubject: _grpc.UnaryUnaryMultiCallable[_vault_pb2.ShredSubjectRequest, _vault_pb2.ShredSubjectResponse]
@@ -77,7 +79,9 @@ class VaultServiceAsyncStub(VaultServiceStub):
     Detokenize: _aio.UnaryUnaryMultiCallable[_vault_pb2.DetokenizeRequest, _vault_pb2.DetokenizeResponse]  # type: ignore[assignment]
     """Detokenize returns the value behind a token, policy-gated by purpose."""
     FindSubjects: _aio.UnaryUnaryMultiCallable[_vault_pb2.FindSubjectsRequest, _vault_pb2.FindSubjectsResponse]  # type: ignore[assignment]
-    """FindSubjects returns the subjects holding exactly this value (blind index)."""
+    """FindSubjects says whether some subject holds exactly this value (blind
+    index) and, where the caller's grant says so, which. Rate limited per caller.
+    """
     DeleteField: _aio.UnaryUnaryMultiCallable[_vault_pb2.DeleteFieldRequest, _vault_pb2.DeleteFieldResponse]  # type: ignore[assignment]
     """DeleteField crypto-shreds one field."""
     ShredSubject: _aio.UnaryUnaryMultiCallable[_vault_pb2.ShredSubjectRequest, _vault_pb2.ShredSubjectResponse]  # type: ignore[assignment]
@@ -138,7 +142,9 @@ class VaultServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vault_pb2.FindSubjectsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vault_pb2.FindSubjectsResponse, _abc.Awaitable[_vault_pb2.FindSubjectsResponse]]:
-        """FindSubjects returns the subjects holding exactly this value (blind index)."""
+        """FindSubjects says whether some subject holds exactly this value (blind
+        index) and, where the caller's grant says so, which. Rate limited per caller.
+        """
 
     @_abc_1.abstractmethod
     def DeleteField(
