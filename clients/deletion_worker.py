@@ -27,7 +27,6 @@ under a legal hold (and none failed), 1 when any account failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 import grpc
 
 from vault.client import DEFAULT_TARGET, VaultClient
-from vault.domain.shredding import receipt_document, verify_receipt_document
+from vault.crypto.documents import SHRED_RECEIPT, DocumentError, verify_payload
 from vault.v1 import vault_pb2 as pb
 
 CALLER = "deletion"
@@ -119,14 +118,18 @@ def shred_account(
 
 
 def receipt_text(receipt: pb.ShredReceipt, account: str, public_pem: bytes) -> str:
-    """The receipt file's content, once it is checked to be the vault's and about ``account``."""
-    document = receipt_document(receipt.payload, receipt.signature)
-    if not verify_receipt_document(document, public_pem):
-        raise ReceiptRejectedError("the receipt's signature does not verify")
-    body = document["receipt"]
-    if not isinstance(body, dict) or body.get("subject_id") != account:
+    """The receipt file's content, once it is checked to be the vault's and about ``account``.
+
+    The signed bytes must be a shred receipt (not an export or any other
+    document the same key signs), canonical, without duplicate keys.
+    """
+    try:
+        document = verify_payload(public_pem, receipt.payload, receipt.signature, SHRED_RECEIPT)
+    except DocumentError as error:
+        raise ReceiptRejectedError(f"the receipt does not verify: {error}") from None
+    if document.body.get("subject_id") != account:
         raise ReceiptRejectedError("the receipt is about another subject")
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    return document.file_text()
 
 
 def file_receipt(path: Path, text: str) -> None:

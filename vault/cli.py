@@ -23,11 +23,15 @@ from grpc_health.v1 import health_pb2
 
 from vault import config
 from vault.client import DEFAULT_TARGET, VaultClient
-from vault.domain.shredding import (
-    receipt_document,
-    signed_document,
-    verify_receipt_document,
+from vault.crypto.documents import (
+    ANY_TYPE,
+    DSAR_EXPORT,
+    SHRED_RECEIPT,
+    DocumentError,
+    strict_loads,
+    verify_file,
 )
+from vault.domain.shredding import anchor_from_fields, receipt_document, signed_document
 from vault.errors import VaultError
 from vault.v1 import vault_pb2 as pb
 
@@ -39,6 +43,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("vault")
 
 VALUE_TYPES = ("phone", "email", "address", "card", "payment_token", "name", "date_of_birth")
+DOCUMENT_TYPES: dict[str, str | frozenset[str]] = {
+    "any": ANY_TYPE,
+    "receipt": SHRED_RECEIPT,
+    "export": DSAR_EXPORT,
+}
 POLICY_ACTIONS = (
     "put", "get", "detokenize", "find", "delete", "shred", "export", "hold", "consent", "admin"
 )  # fmt: skip
@@ -136,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(verify)
     verify.add_argument("file")
     verify.add_argument("--public-key", help="receipt public key (default DIR/receipt-signing.pub)")
+    verify.add_argument(
+        "--type",
+        choices=sorted(DOCUMENT_TYPES),
+        default="any",
+        help="the kind of document expected (default: a receipt or an export)",
+    )
 
     retention = commands.add_parser("retention", help="apply the retention rules")
     retention_commands = retention.add_subparsers(dest="retention_command", required=True)
@@ -157,9 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="read or verify the hash-chained audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_verify = audit_commands.add_parser(
-        "verify", help="recompute the chain (exit 1 if broken)"
+        "verify", help="recompute the keyed chain, check it against anchors (exit 1 if broken)"
     )
     _add_client(audit_verify)
+    audit_verify.add_argument(
+        "--anchor",
+        dest="anchors",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a receipt, an export or an audit sink (JSON lines) whose positions and hashes "
+        "the chain must still hold; repeatable",
+    )
+    audit_verify.add_argument(
+        "--public-key", help="receipt public key (default DIR/receipt-signing.pub)"
+    )
     audit_list = audit_commands.add_parser("list", help="page through events as JSON lines")
     _add_client(audit_list)
     audit_list.add_argument("--subject", default="")
@@ -305,16 +332,7 @@ def run_client(args: argparse.Namespace) -> int:
             elif args.command == "keys":
                 return run_keys(client, args)
             elif args.command == "audit" and args.audit_command == "verify":
-                check = client.audit.VerifyChain(pb.VerifyChainRequest())
-                if check.ok:
-                    print(f"audit chain intact: {check.events_checked} events")
-                    return 0
-                print(
-                    f"audit chain BROKEN at position {check.first_bad_position}: {check.problem}"
-                    f" ({check.events_checked} events verified before it)",
-                    file=sys.stderr,
-                )
-                return 1
+                return run_audit_verify(client, args, data_dir)
             elif args.command == "audit":
                 token = ""
                 shown = 0
@@ -476,34 +494,135 @@ def run_policy(args: argparse.Namespace) -> int:
 
 
 def run_receipts(args: argparse.Namespace) -> int:
+    """Verify a receipt or export file: 0 valid, 1 invalid (and why), 2 unreadable."""
     data_dir = Path(args.data_dir or os.environ.get("VAULT_DATA_DIR", config.DEFAULT_DATA_DIR))
     public_key = Path(args.public_key or data_dir / "receipt-signing.pub")
     try:
-        document = json.loads(Path(args.file).read_text())
-    except (OSError, ValueError) as error:
-        print(f"cannot read receipt {args.file}: {type(error).__name__}", file=sys.stderr)
+        text = Path(args.file).read_bytes()
+        public_pem = public_key.read_bytes()
+    except OSError as error:
+        print(f"cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
-    if verify_receipt_document(document, public_key.read_bytes()):
-        if "export" in document:
-            export = document["export"]
-            print(
-                f"valid: export of subject {export['subject_id']} for purpose "
-                f"{export['purpose']}, {len(export['fields'])} fields"
-            )
-            return 0
-        receipt = document["receipt"]
-        horizon = receipt.get("backup_horizon")
-        backups = (
-            f"backups unreadable after {horizon}"
-            if horizon is not None
-            else "no backup horizon promised (no key rotation schedule ran)"
-        )
+    try:
+        document = verify_file(text, public_pem, DOCUMENT_TYPES[args.type])
+    except DocumentError as error:
+        print(f"INVALID: {error}", file=sys.stderr)
+        return 1
+    body = document.body
+    anchor = anchor_from_fields(body.get("audit_anchor"))
+    anchored = f"; audit chain anchor at position {anchor.sequence}" if anchor else ""
+    if document.type == DSAR_EXPORT:
         print(
-            f"valid: subject {receipt['subject_id']} shredded at {receipt['shredded_at']}, "
-            f"{receipt['fields_destroyed']} fields; {backups}"
+            f"valid: export of subject {body['subject_id']} for purpose "
+            f"{body['purpose']}, {len(body['fields'])} fields{anchored}"
         )
         return 0
-    print("INVALID: the receipt was edited or not signed by this key", file=sys.stderr)
+    horizon = body.get("backup_horizon")
+    backups = (
+        f"backups unreadable after {horizon}"
+        if horizon is not None
+        else "no backup horizon promised (no key rotation schedule ran)"
+    )
+    print(
+        f"valid: subject {body['subject_id']} shredded at {body['shredded_at']}, "
+        f"{body['fields_destroyed']} fields; {backups}{anchored}"
+    )
+    return 0
+
+
+class AnchorFileError(Exception):
+    """An ``--anchor`` file that cannot serve as one (message names the file and why)."""
+
+
+def read_anchors(path: Path, public_pem: bytes) -> list[tuple[int, bytes]]:
+    """The anchors a file holds: a signed receipt or export (its ``audit_anchor``, once
+    its signature verifies) or audit sink JSON lines (each line's ``sequence`` and
+    ``hash``; lines written before lines carried them are skipped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise AnchorFileError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        whole: object = strict_loads(data)
+    except DocumentError:
+        whole = None  # several JSON lines
+    if isinstance(whole, dict) and "signature" in whole:
+        try:
+            document = verify_file(data, public_pem)
+        except DocumentError as error:
+            raise AnchorFileError(f"{path} is not a document this vault signed: {error}") from None
+        anchor = anchor_from_fields(document.body.get("audit_anchor"))
+        if anchor is None:
+            raise AnchorFileError(f"{path} carries no audit anchor (signed before anchors)")
+        return [(anchor.sequence, anchor.hash)]
+    anchors: list[tuple[int, bytes]] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = strict_loads(line)
+        except DocumentError as error:
+            raise AnchorFileError(f"{path} line {number}: {error}") from None
+        if not isinstance(event, dict):
+            raise AnchorFileError(f"{path} line {number} is not an audit sink line")
+        if "sequence" not in event and "hash" not in event:
+            continue  # a line from before sink lines carried their position
+        anchor = anchor_from_fields(event)
+        if anchor is None:
+            raise AnchorFileError(f"{path} line {number} has a malformed sequence or hash")
+        anchors.append((anchor.sequence, anchor.hash))
+    return anchors
+
+
+MAX_ANCHORS_SENT = 50_000
+
+
+def thin_anchors(anchors: list[tuple[int, bytes]], limit: int) -> list[tuple[int, bytes]]:
+    """At most ``limit`` anchors, evenly spread, always keeping the newest.
+
+    The newest is what catches a cut tail; the spread ones catch a rewrite
+    by someone holding the key. Anchors for one position are kept together
+    so that disagreeing copies still meet.
+    """
+    if len(anchors) <= limit:
+        return anchors
+    ordered = sorted(anchors)
+    step = len(ordered) / (limit - 1)
+    kept = {ordered[int(i * step)] for i in range(limit - 1)}
+    kept.add(ordered[-1])
+    return sorted(kept)
+
+
+def run_audit_verify(client: VaultClient, args: argparse.Namespace, data_dir: Path) -> int:
+    """Verify the chain (and any anchors): 0 intact, 1 broken, 2 an anchor file is unusable."""
+    anchors: list[tuple[int, bytes]] = []
+    if args.anchors:
+        public_key = Path(args.public_key or data_dir / "receipt-signing.pub")
+        try:
+            public_pem = public_key.read_bytes()
+            for path in args.anchors:
+                anchors += read_anchors(Path(path), public_pem)
+        except OSError as error:
+            print(f"cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
+        except AnchorFileError as error:
+            print(f"cannot use anchor: {error}", file=sys.stderr)
+            return 2
+    sent = thin_anchors(anchors, MAX_ANCHORS_SENT)
+    check = client.audit.VerifyChain(
+        pb.VerifyChainRequest(
+            anchors=[pb.AuditAnchor(sequence=seq, hash=digest) for seq, digest in sent]
+        )
+    )
+    if check.ok:
+        agreed = f"; {check.anchors_checked} anchors agree" if sent else ""
+        print(f"audit chain intact: {check.events_checked} events{agreed}")
+        return 0
+    print(
+        f"audit chain BROKEN at position {check.first_bad_position}: {check.problem}"
+        f" ({check.events_checked} events verified before it)",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -619,9 +738,10 @@ def run_serve(args: argparse.Namespace) -> int:
         key_admin=app.key_admin,
         audit_reader=app.audit_reader,
         seal=watcher.seal,
-        on_auth_failure=lambda method: app.audit.record(
-            "", method, outcome="denied", status_code="UNAUTHENTICATED"
+        on_auth_failure=lambda method, reason: app.audit.record(
+            "", method, outcome="denied", status_code="UNAUTHENTICATED", detail=reason
         ),
+        identity=lambda: app.policy().identity,
     )
     watcher.start_watching(health, ("", *SERVICE_NAMES))
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(app.policy))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vault.audit.log import AuditLog
+from vault.audit.log import AuditLog, StaticChainKey
 from vault.bootstrap.app import PolicyHolder
 from vault.domain.guards import AccessGuards
 from vault.errors import InvalidArgument, PermissionDenied
@@ -40,7 +40,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def audit(store: Store) -> AuditLog:
-    return AuditLog(store, lambda: NOW)
+    return AuditLog(store, lambda: NOW, chain_key=StaticChainKey(bytes(range(32))))
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def build(url: str, keyring: Path, policy_path: Path, clock: MovableClock) -> Ha
     keys = KeyHierarchy(provider)
     indexer = load_index_keys(store, provider)
     policy = PolicyHolder(policy_path)
-    audit = AuditLog(store, clock)
+    audit = AuditLog(store, clock, chain_key=provider)
     vault = Vault(store, keys, indexer, policy, audit, clock=clock)
     shredder = Shredder(
         store,

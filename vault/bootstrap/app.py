@@ -5,6 +5,7 @@ The only place where layers meet; nothing here is imported by the layers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -43,7 +44,8 @@ from vault.keys.uri import provider_from_uri
 from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
 from vault.storage import repository as repo
-from vault.storage.database import Store, WriteConflictError
+from vault.storage.database import Store, retry_on_write_conflict
+from vault.storage.hot_reads import HotReads
 
 log = logging.getLogger("vault.bootstrap")
 
@@ -105,21 +107,23 @@ class _PartlySealedIndexer(BlindIndexer):
 
 def load_index_keys(store: Store, provider: KeyProvider) -> BlindIndexer:
     """Unwrap the blind-index keys, creating missing ones (any replica may race)."""
-    for _attempt in range(3):
-        try:
-            with store.write() as tx:
-                existing = {m.field_type: m for m in repo.index_keys(tx.keys)}
-                for field_type in FieldType:
-                    if field_type in existing:
-                        continue
-                    key_id = new_id()
-                    wrapped = provider.wrap(new_key(), index_key_context(field_type, key_id))
-                    material = repo.IndexKeyMaterial(field_type, key_id, wrapped)
-                    repo.insert_index_key(tx.keys, material, utc_now())
-                    existing[field_type] = material
-            break
-        except WriteConflictError:
-            continue
+
+    def create_missing() -> dict[str, repo.IndexKeyMaterial]:
+        with store.write() as tx:
+            existing = {m.field_type: m for m in repo.index_keys(tx.keys)}
+            for field_type in FieldType:
+                if field_type in existing:
+                    continue
+                key_id = new_id()
+                wrapped = provider.wrap(new_key(), index_key_context(field_type, key_id))
+                material = repo.IndexKeyMaterial(field_type, key_id, wrapped)
+                repo.insert_index_key(tx.keys, material, utc_now())
+                existing[field_type] = material
+        return existing
+
+    # A replica that loses the race reads the winner's keys on its retry; past the
+    # bound it raises rather than go on with keys whose insert was rolled back.
+    existing = retry_on_write_conflict(create_missing, attempts=3, what="creating index keys")
     keys: dict[str, bytes] = {}
     sealed: set[str] = set()
     for m in existing.values():
@@ -233,7 +237,11 @@ def build_app(
     start_sealed: bool = False,
 ) -> App:
     """The app; with ``start_sealed`` an unusable keyring does not fail it (``seal.open_keys``)."""
-    store = Store(settings.effective_database_url, settings.effective_key_database_url)
+    store = Store(
+        settings.effective_database_url,
+        settings.effective_key_database_url,
+        threads=settings.threads,
+    )
     migrate.upgrade(store)
     if start_sealed:
         provider, indexer = open_keys(
@@ -245,13 +253,18 @@ def build_app(
     keys = KeyHierarchy(provider, subject_limits=subject_cache, data_limits=data_cache)
     schedule = rotation_schedule_for(settings)
     policy = PolicyHolder(settings.effective_policy_path)
-    audit = AuditLog(store, utc_now, sink=_audit_sink())
+    audit = AuditLog(store, utc_now, chain_key=provider, sink=_audit_sink())
+    with contextlib.suppress(Unavailable):  # sealed: the first append after unsealing does it
+        audit.open_chain()  # an unkeyed chain from before schema 0006 is re-chained now
+    # Every RPC thread may be in a hot read at once: the pool is sized for all of them.
+    hot_reads = HotReads(store.data_url, threads=settings.threads)
     vault = Vault(
         store,
         keys,
         indexer,
         policy,
         audit,
+        hot_reads=hot_reads,
         idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
     )
     shredder = Shredder(

@@ -1,23 +1,21 @@
-"""Ed25519 signatures for shred receipts.
+"""The vault's Ed25519 key: it signs shred receipts and DSAR exports.
 
-A deletion workflow files receipts as evidence; anyone holding the public key
-that ``pii-vault init`` writes can check that a receipt is the vault's and
-unedited.
+A deletion workflow or a data-subject request files them as evidence; anyone
+holding the public key that ``pii-vault init`` writes can check that one is
+the vault's, unedited, and of the kind it claims (``vault.crypto.documents``
+holds the format and the one verifier).
 """
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from collections.abc import Mapping
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-def key_id_of(public_key: Ed25519PublicKey) -> str:
-    """A short, stable name for a public key: SHA-256 of its raw bytes, 16 hex digits."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(raw)
-    return "ed25519-" + digest.finalize()[:8].hex()
+from vault.crypto.documents import SignedDocument, key_id_of, sign_document
+
+__all__ = ["ReceiptSigner", "key_id_of", "new_signing_key_pem"]
 
 
 class ReceiptSigner:
@@ -33,7 +31,12 @@ class ReceiptSigner:
             raise ValueError("the receipt signing key is not an Ed25519 key")
         return cls(key)
 
+    def sign_document(self, doc_type: str, fields: Mapping[str, object]) -> SignedDocument:
+        """Sign ``fields`` as a typed, versioned document (``documents.sign_document``)."""
+        return sign_document(self._key, doc_type, fields)
+
     def sign(self, payload: bytes) -> bytes:
+        """A raw signature over ``payload``: for tests that forge documents, not for issuing."""
         return self._key.sign(payload)
 
     def public_pem(self) -> bytes:
@@ -48,15 +51,3 @@ def new_signing_key_pem() -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def verify(public_pem: bytes, payload: bytes, signature: bytes) -> bool:
-    """True when ``signature`` is the key's signature over exactly ``payload``."""
-    key = serialization.load_pem_public_key(public_pem)
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("the receipt public key is not an Ed25519 key")
-    try:
-        key.verify(signature, payload)
-    except InvalidSignature:
-        return False
-    return True

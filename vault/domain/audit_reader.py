@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from vault.audit.log import AuditLog
@@ -16,6 +16,8 @@ from vault.storage.repository import AuditRecord, ChainedEvent
 __all__ = ["AuditReader", "AuditRecord", "ChainedEvent"]
 
 MAX_PAGE = 1000
+MAX_ANCHORS = 100_000
+HASH_BYTES = 32
 DEFAULT_PAGE = 100
 
 
@@ -75,7 +77,27 @@ class AuditReader:
         events = events[:limit]
         return events, (_page_token(events[-1].sequence) if more and events else "")
 
-    def verify(self, caller: str) -> repo.ChainCheck:
+    def verify(self, caller: str, anchors: Sequence[tuple[int, bytes]] = ()) -> repo.ChainCheck:
+        """Recompute the keyed chain and hold it against ``anchors`` (sequence, hash).
+
+        Two anchors for one position that disagree cannot both be true: the
+        check fails there.
+        """
+        if len(anchors) > MAX_ANCHORS:
+            raise InvalidArgument("anchors", f"may hold at most {MAX_ANCHORS} anchors")
+        by_sequence: dict[int, bytes] = {}
+        disagreeing: list[int] = []
+        for index, (sequence, digest) in enumerate(anchors):
+            if sequence < 0:
+                raise InvalidArgument(f"anchors[{index}].sequence", "must not be negative")
+            if len(digest) != HASH_BYTES:
+                raise InvalidArgument(f"anchors[{index}].hash", f"must be {HASH_BYTES} bytes")
+            if by_sequence.setdefault(sequence, digest) != digest:
+                disagreeing.append(sequence)
         self._require(caller, "audit-verify")
+        if disagreeing:
+            return repo.ChainCheck(
+                False, 0, min(disagreeing), "two anchors disagree about this position"
+            )
         self._audit.flush()
-        return self._audit.verify()
+        return self._audit.verify(by_sequence)

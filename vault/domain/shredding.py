@@ -17,13 +17,25 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection
 
 from vault.audit.log import AuditLog
-from vault.crypto.signing import ReceiptSigner, verify
+from vault.crypto.documents import (
+    ANY_TYPE,
+    DSAR_EXPORT,
+    FILE_LABELS,
+    SHRED_RECEIPT,
+    DocumentError,
+    SignedDocument,
+    strict_loads,
+    verify_object,
+)
+from vault.crypto.signing import ReceiptSigner
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_subject_id
 from vault.errors import (
@@ -37,7 +49,6 @@ from vault.policy import Action, Policy
 from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
 
-RECEIPT_FORMAT = 1
 MAX_REASON = 200
 MAX_REQUEST_ID = 128
 
@@ -60,10 +71,14 @@ class ShredReceipt:
     payload: bytes
     signature: bytes
     signing_key_id: str
+    # The audit chain's head when the receipt was signed (None on a receipt from
+    # before receipts carried one).
+    audit_anchor: repo.AuditAnchor | None = None
 
     @classmethod
     def from_signed(cls, payload: bytes, signature: bytes) -> ShredReceipt:
-        body = json.loads(payload)
+        """The receipt the vault signed (read from its own store: not verified here)."""
+        body = strict_loads(payload)
         return cls(
             subject_id=body["subject_id"],
             request_id=body["request_id"],
@@ -75,7 +90,43 @@ class ShredReceipt:
             payload=payload,
             signature=signature,
             signing_key_id=body["signing_key_id"],
+            audit_anchor=anchor_from_fields(body.get("audit_anchor")),
         )
+
+
+def anchor_fields(anchor: repo.AuditAnchor) -> dict[str, object]:
+    """How a signed document carries the chain head: ``{"sequence": n, "hash": "<hex>"}``."""
+    return {"sequence": anchor.sequence, "hash": anchor.hash.hex()}
+
+
+def anchor_from_fields(fields: object) -> repo.AuditAnchor | None:
+    """The anchor a signed document carries; None when it carries none (or a malformed one)."""
+    if not isinstance(fields, dict):
+        return None
+    sequence, digest = fields.get("sequence"), fields.get("hash")
+    if type(sequence) is not int or sequence < 0 or not isinstance(digest, str):
+        return None
+    try:
+        raw = bytes.fromhex(digest)
+    except ValueError:
+        return None
+    return repo.AuditAnchor(sequence, raw) if len(raw) == 32 else None
+
+
+_RECEIPT_FACTS = (
+    "subject_id",
+    "request_id",
+    "reason",
+    "shredded_at",
+    "fields_destroyed",
+    "key_ids",
+    "backup_horizon",
+)
+
+
+def _is_typed(stored: repo.StoredReceipt) -> bool:
+    body = strict_loads(stored.payload)
+    return isinstance(body, dict) and body.get("type") == SHRED_RECEIPT
 
 
 def _optional_time(text: object) -> datetime | None:
@@ -85,11 +136,6 @@ def _optional_time(text: object) -> datetime | None:
 
 def _optional_iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def canonical_json(document: object) -> bytes:
-    """The one byte form receipts are signed in: sorted keys, no spaces, ASCII."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def _check_text(value: str, name: str, limit: int) -> None:
@@ -161,7 +207,10 @@ class Shredder:
         if earlier is not None:
             if earlier.subject_id != subject_id:
                 raise AlreadyExists("request_id was already used for another subject")
-            return ShredReceipt.from_signed(earlier.payload, earlier.signature)
+            if _is_typed(earlier):
+                return ShredReceipt.from_signed(earlier.payload, earlier.signature)
+            with self._store.write() as tx:
+                return self._as_issued(tx.data, earlier)
         if subject is not None and subject.legal_hold:
             self._queue_under_hold(caller, subject_id, reason, request_id)
         try:
@@ -213,7 +262,7 @@ class Shredder:
             if subject is not None and subject.state == repo.SHREDDED:
                 first = repo.receipt_for_subject(tx.data, subject_id)
                 if first is not None:
-                    return ShredReceipt.from_signed(first.payload, first.signature)
+                    return self._as_issued(tx.data, first)
             if untouched_since is not None and (
                 subject is None or subject.updated_at >= untouched_since
             ):
@@ -230,20 +279,23 @@ class Shredder:
             else:
                 repo.mark_shredded(tx.data, subject_id, now)
             key_ids = ([subject_key.key_id] if subject_key else []) + dek_ids
-            body = {
-                "format": RECEIPT_FORMAT,
-                "subject_id": subject_id,
-                "request_id": request_id,
-                "reason": reason,
-                "shredded_at": now.isoformat(),
-                "fields_destroyed": fields,
-                "key_ids": key_ids,
-                "backup_horizon": _optional_iso(self._horizon(now)),
-                "signing_key_id": self._signer.key_id,
-            }
-            payload = canonical_json(body)
+            signed = self._signer.sign_document(
+                SHRED_RECEIPT,
+                {
+                    "subject_id": subject_id,
+                    "request_id": request_id,
+                    "reason": reason,
+                    "shredded_at": now.isoformat(),
+                    "fields_destroyed": fields,
+                    "key_ids": key_ids,
+                    "backup_horizon": _optional_iso(self._horizon(now)),
+                    # The chain head as this transaction sees it: signed, so kept
+                    # outside the database's control with the receipt.
+                    "audit_anchor": anchor_fields(repo.audit_anchor(tx.data)),
+                },
+            )
             stored = repo.StoredReceipt(
-                request_id, subject_id, payload, self._signer.sign(payload), self._signer.key_id
+                request_id, subject_id, signed.payload, signed.signature, self._signer.key_id
             )
             repo.insert_receipt(tx.data, stored, now)
         if subject_key is not None:
@@ -251,6 +303,56 @@ class Shredder:
         self._audit.record(caller, "shred", subject_id=subject_id, detail=f"request {request_id}")
         self._after_shred()
         return ShredReceipt.from_signed(stored.payload, stored.signature)
+
+    def _as_issued(self, conn: Connection, stored: repo.StoredReceipt) -> ShredReceipt:
+        """A stored receipt as it is handed out again.
+
+        One signed before receipts were typed documents (no ``type``) would be
+        refused by every verifier now, so it is re-signed once in the typed
+        form (the same facts, ``reissued_at``, and the chain head now as its
+        anchor) and stored in place: later replays return it byte for byte.
+        """
+        if _is_typed(stored):
+            return ShredReceipt.from_signed(stored.payload, stored.signature)
+        body = strict_loads(stored.payload)
+        fields: dict[str, object] = {name: body[name] for name in _RECEIPT_FACTS if name in body}
+        fields["reissued_at"] = self._clock().isoformat()
+        fields["audit_anchor"] = anchor_fields(repo.audit_anchor(conn))
+        signed = self._signer.sign_document(SHRED_RECEIPT, fields)
+        reissued = repo.StoredReceipt(
+            stored.request_id,
+            stored.subject_id,
+            signed.payload,
+            signed.signature,
+            self._signer.key_id,
+        )
+        repo.reissue_receipt(conn, reissued)
+        return ShredReceipt.from_signed(reissued.payload, reissued.signature)
+
+    # -- DSAR exports -----------------------------------------------------------------
+    def sign_export(
+        self,
+        subject_id: str,
+        purpose: str,
+        fields: list[dict[str, Any]],
+        access_history: list[dict[str, Any]],
+    ) -> SignedDocument:
+        """Sign a subject's export (its fields and access history, as JSON) as a DSAR export.
+
+        Called after ``Vault.export_subject`` has authorised and audited the
+        export; the document carries the chain head at signing time.
+        """
+        return self._signer.sign_document(
+            DSAR_EXPORT,
+            {
+                "subject_id": subject_id,
+                "purpose": purpose,
+                "exported_at": self._clock().isoformat(),
+                "fields": fields,
+                "access_history": access_history,
+                "audit_anchor": anchor_fields(self._audit.anchor()),
+            },
+        )
 
     # -- legal holds -----------------------------------------------------------------
     def set_legal_hold(self, caller: str, subject_id: str, hold: bool, reason: str) -> bool:
@@ -285,28 +387,29 @@ class Shredder:
 
 
 def signed_document(kind: str, payload: bytes, signature: bytes) -> dict[str, object]:
-    """A signed JSON file: the signed object, readable, under ``kind``, and the signature."""
+    """A signed JSON file: the signed object, readable, under ``kind``, and the signature.
+
+    ``kind`` is only a label; the signed ``type`` inside decides what the
+    document is, and a verifier refuses a label that disagrees with it.
+    """
     return {kind: json.loads(payload), "signature": base64.b64encode(signature).decode()}
 
 
 def receipt_document(payload: bytes, signature: bytes) -> dict[str, object]:
     """The file a deletion workflow keeps: the signed fields, readable, and the signature."""
-    return signed_document("receipt", payload, signature)
+    return signed_document(FILE_LABELS[SHRED_RECEIPT], payload, signature)
 
 
-def verify_receipt_document(document: object, public_pem: bytes) -> bool:
-    """True only for an unedited receipt signed by the key of ``public_pem``.
+def verify_receipt_document(
+    document: object, public_pem: bytes, expected: str | Collection[str] = ANY_TYPE
+) -> bool:
+    """True only for an unedited document of an ``expected`` type signed by ``public_pem``.
 
-    The signature covers the canonical JSON of ``receipt``: changing, adding or
-    removing any field of it, or the signature, makes this False.
+    For a file, verify its text with ``vault.crypto.documents.verify_file``
+    instead: a parsed object has already lost any duplicate key.
     """
-    if not isinstance(document, dict) or len(document) != 2 or "signature" not in document:
-        return False
-    kind = next(key for key in document if key != "signature")
-    if kind not in ("receipt", "export"):
-        return False
     try:
-        signature = base64.b64decode(str(document["signature"]), validate=True)
-    except ValueError:
+        verify_object(document, public_pem, expected)
+    except DocumentError:
         return False
-    return verify(public_pem, canonical_json(document[kind]), signature)
+    return True

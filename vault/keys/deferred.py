@@ -67,3 +67,12 @@ class DeferredKeyProvider:
 
     def check(self) -> None:
         self._provider().check()
+
+    def audit_key(self) -> bytes:
+        return self._provider().audit_key()
+
+    def adopts_unkeyed_audit_chain(self) -> bool:
+        return self._provider().adopts_unkeyed_audit_chain()
+
+    def close_unkeyed_audit_chain(self) -> None:
+        self._provider().close_unkeyed_audit_chain()

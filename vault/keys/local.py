@@ -51,6 +51,8 @@ from vault.keys.provider import MasterKeyInfo, WrappedKey
 KEYRING_FORMAT = 1
 ACTIVE = "active"
 RETIRED = "retired"
+ADOPTABLE = "adoptable"
+CLOSED = "closed"
 
 log = logging.getLogger("vault.keys")
 
@@ -72,6 +74,8 @@ def create_keyring(
         "kek_id": "local-" + new_id(rng)[:16],
         "current": 1,
         "versions": [_new_version(1, rng, now or datetime.now(UTC))],
+        # A new installation has never had an unkeyed audit chain to adopt.
+        "audit_key": _new_audit_key(rng, now or datetime.now(UTC), adopt_unkeyed=False),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -87,6 +91,16 @@ def _new_version(version: int, rng: RandomSource, now: datetime) -> dict[str, An
         "key": base64.b64encode(rng(KEY_BYTES)).decode(),
         "state": ACTIVE,
         "created_at": now.isoformat(),
+    }
+
+
+def _new_audit_key(rng: RandomSource, now: datetime, *, adopt_unkeyed: bool) -> dict[str, Any]:
+    """The audit chain's HMAC key: its own random secret, not derived from a master key
+    version, so that rotating and retiring master keys never touches the chain."""
+    return {
+        "key": base64.b64encode(rng(KEY_BYTES)).decode(),
+        "created_at": now.isoformat(),
+        "unkeyed_chain": ADOPTABLE if adopt_unkeyed else CLOSED,
     }
 
 
@@ -107,6 +121,8 @@ class _Keyring:
     keys: dict[int, AESGCM]
     info: tuple[MasterKeyInfo, ...]
     stamp: _Stamp
+    audit_key: bytes | None = None
+    adopts_unkeyed_chain: bool = False
 
     def info_of(self, version: int) -> MasterKeyInfo:
         for info in self.info:
@@ -160,11 +176,24 @@ def _parse(path: Path, document: Any, stamp: _Stamp) -> _Keyring:
             if len(raw) != KEY_BYTES:
                 raise ValueError("key length")
             keys[version] = AESGCM(raw)
+        audit_key, adopts_unkeyed_chain = _parse_audit_key(document.get("audit_key"))
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyringError(f"keyring {path} is malformed ({type(exc).__name__})") from None
     if current not in keys:
         raise KeyringError(f"keyring {path}: current version {current} is not usable")
-    return _Keyring(kek_id, current, keys, tuple(info), stamp)
+    return _Keyring(kek_id, current, keys, tuple(info), stamp, audit_key, adopts_unkeyed_chain)
+
+
+def _parse_audit_key(entry: Any) -> tuple[bytes | None, bool]:
+    if entry is None:  # a keyring made before the chain was keyed; added on first use
+        return None, False
+    raw = base64.b64decode(entry["key"], validate=True)
+    if len(raw) != KEY_BYTES:
+        raise ValueError("audit key length")
+    state = entry.get("unkeyed_chain", CLOSED)
+    if state not in (ADOPTABLE, CLOSED):
+        raise ValueError("audit key state")
+    return raw, state == ADOPTABLE
 
 
 class LocalKeyProvider:
@@ -355,6 +384,38 @@ class LocalKeyProvider:
         finally:
             os.close(dir_fd)
         return stamp
+
+    # -- the audit chain key ------------------------------------------------------------
+    def audit_key(self) -> bytes:
+        """The audit chain's key from the keyring file; added to a keyring that lacks one.
+
+        A keyring made before the chain was keyed gets its key on first use
+        (under the file lock, so concurrent processes agree on one), marked
+        as adopting the database's unkeyed chain once.
+        """
+        key = self._fresh().audit_key
+        if key is None:
+            with self._rewriting() as document:
+                if "audit_key" not in document:
+                    document["audit_key"] = _new_audit_key(
+                        self._rng, self._clock(), adopt_unkeyed=True
+                    )
+            key = self._state.audit_key
+            if key is None:  # cannot happen: _rewriting parsed the entry just written
+                raise Unavailable("the audit key cannot be added to the master keyring")
+        return key
+
+    def adopts_unkeyed_audit_chain(self) -> bool:
+        self.audit_key()
+        return self._fresh().adopts_unkeyed_chain
+
+    def close_unkeyed_audit_chain(self) -> None:
+        if not self.adopts_unkeyed_audit_chain():
+            return
+        with self._rewriting() as document:
+            entry = document.get("audit_key")
+            if isinstance(entry, dict):
+                entry["unkeyed_chain"] = CLOSED
 
     def check(self) -> None:
         """Raise ``Unavailable`` naming why unless the keyring file is usable now.

@@ -74,3 +74,28 @@ class KeyProvider(Protocol):
 
     def check(self) -> None:
         """Raise ``Unavailable`` unless the master key can be used now."""
+        ...
+
+    def audit_key(self) -> bytes:
+        """The 32-byte secret that keys the audit chain (HMAC-SHA256).
+
+        Kept with the master key and never in the data database, so that
+        whoever holds only the database cannot recompute the chain. Stable
+        for the life of the installation; an HSM or Transit provider keeps
+        (or derives) its own. Raises ``Unavailable`` like ``wrap``.
+        """
+        ...
+
+    def adopts_unkeyed_audit_chain(self) -> bool:
+        """Whether an unkeyed chain (schema 0003-0005) may still be re-chained under the key.
+
+        True only for an installation that had a chain before the key
+        existed, until ``close_unkeyed_audit_chain``: the answer lives outside
+        the database, so a database holder who rewrites the chain in the old,
+        recomputable form cannot have the server adopt it later. A provider
+        with no such past answers False.
+        """
+        ...
+
+    def close_unkeyed_audit_chain(self) -> None:
+        """From now on an unkeyed chain is tampering, never adopted (idempotent)."""

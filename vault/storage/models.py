@@ -226,6 +226,10 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_sequence: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # "hmac-sha256" (keyed under the key provider's audit key) or "sha256" (a chain
+    # from before schema 0006, until the server re-chains it). Not trusted on its
+    # own: whether an unkeyed chain may be adopted is the key provider's to say.
+    scheme: Mapped[str] = mapped_column(String(16), server_default="sha256")
 
 
 KEY_TABLES = ("subject_keys", "data_keys", "index_keys")

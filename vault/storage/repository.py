@@ -7,6 +7,8 @@ read path uses SQLAlchemy Core statements built once at import time.
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, cast
@@ -24,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from vault.crypto.hash_chain import GENESIS, event_hash
+from vault.crypto.hash_chain import GENESIS, KEYED, chain_hash, unkeyed_hash
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage.models import (
@@ -450,11 +452,33 @@ class ChainedEvent:
 
 
 @dataclass(frozen=True)
+class AuditAnchor:
+    """A chain position and its hash as recorded outside the database (a sink line,
+    a receipt, an export): the chain must still hold exactly that event there."""
+
+    sequence: int
+    hash: bytes
+
+
+@dataclass(frozen=True)
 class ChainCheck:
     ok: bool
     events_checked: int
     first_bad_position: int
     problem: str
+    anchors_checked: int = 0
+
+
+@dataclass(frozen=True)
+class Rechained:
+    """What re-chaining an unkeyed chain found and did."""
+
+    events: int
+    unkeyed_check: ChainCheck
+
+
+class UnkeyedChainError(Exception):
+    """The chain head says the chain is unkeyed: it must be re-chained under the key first."""
 
 
 def _audit_document(sequence: int, record: AuditRecord) -> dict[str, object]:
@@ -466,24 +490,40 @@ def _audit_document(sequence: int, record: AuditRecord) -> dict[str, object]:
     return document
 
 
-def append_audit(conn: Connection, *records: AuditRecord) -> None:
-    """Append events to the chain, holding the chain head's row lock until commit.
+def audit_anchor(conn: Connection) -> AuditAnchor:
+    """The chain head now: what a receipt or an export signs as its ``audit_anchor``."""
+    head = conn.execute(
+        select(_head.c.last_sequence, _head.c.last_hash).where(_head.c.id == 1)
+    ).first()
+    return AuditAnchor(0, GENESIS) if head is None else AuditAnchor(head[0], bytes(head[1]))
+
+
+def append_audit(conn: Connection, key: bytes, *records: AuditRecord) -> list[ChainedEvent]:
+    """Append events to the keyed chain, holding the chain head's row lock until commit.
 
     The head row serialises appenders across replicas (PostgreSQL row lock;
     SQLite write transactions are serial anyway), so the chain never forks.
+    One read of the head, one insert of all rows, one update of the head,
+    whatever the number of events. Refuses (``UnkeyedChainError``) to extend
+    a chain whose head is unkeyed: that one is re-chained first, or refused.
     """
     head = conn.execute(
-        select(_head.c.last_sequence, _head.c.last_hash).where(_head.c.id == 1).with_for_update()
+        select(_head.c.last_sequence, _head.c.last_hash, _head.c.scheme)
+        .where(_head.c.id == 1)
+        .with_for_update()
     ).first()
     if head is None:
-        conn.execute(insert(_head).values(id=1, last_sequence=0, last_hash=GENESIS))
+        conn.execute(insert(_head).values(id=1, last_sequence=0, last_hash=GENESIS, scheme=KEYED))
         sequence, prev = 0, GENESIS
+    elif head[2] != KEYED:
+        raise UnkeyedChainError("the audit chain head is unkeyed")
     else:
-        sequence, prev = head[0], head[1]
+        sequence, prev = head[0], bytes(head[1])
     rows = []
+    chained = []
     for record in records:
         sequence += 1
-        digest = event_hash(prev, _audit_document(sequence, record))
+        digest = chain_hash(key, prev, _audit_document(sequence, record))
         rows.append(
             {
                 "sequence": sequence,
@@ -501,12 +541,61 @@ def append_audit(conn: Connection, *records: AuditRecord) -> None:
                 "hash": digest,
             }
         )
+        chained.append(ChainedEvent(sequence, record, prev, digest))
         prev = digest
     if rows:
         conn.execute(insert(_audit), rows)
         conn.execute(
             update(_head).where(_head.c.id == 1).values(last_sequence=sequence, last_hash=prev)
         )
+    return chained
+
+
+def audit_chain_scheme(conn: Connection) -> str | None:
+    """The head's scheme (``KEYED`` or ``UNKEYED``), or None before the first event."""
+    return conn.execute(select(_head.c.scheme).where(_head.c.id == 1)).scalar_one_or_none()
+
+
+def rechain_unkeyed_audit(conn: Connection, key: bytes, batch: int = 5000) -> Rechained | None:
+    """Recompute an unkeyed chain's hashes under ``key`` and mark the head keyed.
+
+    Returns None when there is nothing to do (no head, or already keyed).
+    The unkeyed chain is checked first and the result returned, so that the
+    caller can record what it was; the rows are re-chained as they stand, in
+    sequence order, so a gap stays a gap. Holds the head's row lock: one
+    replica re-chains, the others then find the head keyed.
+    """
+    head = conn.execute(
+        select(_head.c.scheme).where(_head.c.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None or head == KEYED:
+        return None
+    unkeyed_check = _walk_chain(conn, lambda prev, doc: unkeyed_hash(prev, doc), {}, batch)
+    prev, after, count = GENESIS, 0, 0
+    while True:
+        rows = conn.execute(
+            select(_audit).where(_audit.c.sequence > after).order_by(_audit.c.sequence).limit(batch)
+        ).all()
+        changes = []
+        for row in rows:
+            digest = chain_hash(key, prev, _audit_document(row.sequence, _record(row)))
+            changes.append({"at": row.sequence, "new_prev": prev, "new_hash": digest})
+            prev, after, count = digest, row.sequence, count + 1
+        if changes:
+            conn.execute(
+                update(_audit)
+                .where(_audit.c.sequence == bindparam("at"))
+                .values(prev_hash=bindparam("new_prev"), hash=bindparam("new_hash")),
+                changes,
+            )
+        if len(rows) < batch:
+            break
+    conn.execute(
+        update(_head)
+        .where(_head.c.id == 1)
+        .values(last_sequence=after, last_hash=prev, scheme=KEYED)
+    )
+    return Rechained(count, unkeyed_check)
 
 
 def _record(row: Row[*tuple[Any, ...]]) -> AuditRecord:
@@ -555,12 +644,38 @@ def list_audit_events(
     if end is not None:
         statement = statement.where(_audit.c.time < end)
     rows = conn.execute(statement.order_by(_audit.c.sequence).limit(limit))
-    return [ChainedEvent(row.sequence, _record(row), row.prev_hash, row.hash) for row in rows]
+    return [
+        ChainedEvent(row.sequence, _record(row), bytes(row.prev_hash), bytes(row.hash))
+        for row in rows
+    ]
 
 
-def verify_audit_chain(conn: Connection, batch: int = 5000) -> ChainCheck:
-    """Recompute the chain from the first event; name the first position that breaks."""
-    expected, prev, checked = 1, GENESIS, 0
+def verify_audit_chain(
+    conn: Connection, key: bytes, anchors: Mapping[int, bytes] | None = None, batch: int = 5000
+) -> ChainCheck:
+    """Recompute the keyed chain from the first event; name the first position that breaks.
+
+    ``anchors`` (sequence -> hash, from outside the database) must each name
+    an event the chain still holds with exactly that hash: an anchor past the
+    end means events were removed from the tail, even if the head was rewound.
+    """
+    if audit_chain_scheme(conn) not in (None, KEYED):
+        return ChainCheck(False, 0, 1, "the chain is not keyed under this vault's audit key")
+    return _walk_chain(conn, lambda prev, doc: chain_hash(key, prev, doc), anchors or {}, batch)
+
+
+def _walk_chain(
+    conn: Connection,
+    digest_of: Callable[[bytes, Mapping[str, object]], bytes],
+    anchors: Mapping[int, bytes],
+    batch: int,
+) -> ChainCheck:
+    expected, prev, checked, matched = 1, GENESIS, 0, 0
+    empty = anchors.get(0)  # position 0 is the empty chain, anchored before any event
+    if empty is not None:
+        if empty != GENESIS:
+            return ChainCheck(False, 0, 1, "an anchor of the empty chain has a hash")
+        matched += 1
     while True:
         rows = conn.execute(
             select(_audit)
@@ -570,22 +685,48 @@ def verify_audit_chain(conn: Connection, batch: int = 5000) -> ChainCheck:
         ).all()
         for row in rows:
             if row.sequence != expected:
-                return ChainCheck(False, checked, expected, "an event is missing (sequence gap)")
+                return ChainCheck(
+                    False, checked, expected, "an event is missing (sequence gap)", matched
+                )
             if bytes(row.prev_hash) != prev:
                 return ChainCheck(
-                    False, checked, expected, "the event does not follow its predecessor"
+                    False, checked, expected, "the event does not follow its predecessor", matched
                 )
-            digest = event_hash(prev, _audit_document(row.sequence, _record(row)))
-            if digest != bytes(row.hash):
-                return ChainCheck(False, checked, expected, "the event was altered")
+            digest = digest_of(prev, _audit_document(row.sequence, _record(row)))
+            if not hmac.compare_digest(digest, bytes(row.hash)):
+                return ChainCheck(False, checked, expected, "the event was altered", matched)
+            anchored = anchors.get(expected)
+            if anchored is not None:
+                if not hmac.compare_digest(anchored, digest):
+                    return ChainCheck(
+                        False,
+                        checked,
+                        expected,
+                        "the event is not the one an anchor recorded at this position",
+                        matched,
+                    )
+                matched += 1
             prev, expected, checked = digest, expected + 1, checked + 1
         if len(rows) < batch:
             break
     head = conn.execute(select(_head.c.last_sequence, _head.c.last_hash)).first()
+    if head is None and checked:
+        return ChainCheck(False, checked, checked + 1, "the chain head is missing", matched)
     last_sequence, last_hash = (0, GENESIS) if head is None else (head[0], bytes(head[1]))
     if last_sequence != checked or last_hash != prev:
-        return ChainCheck(False, checked, checked + 1, "events after this position were removed")
-    return ChainCheck(True, checked, -1, "")
+        return ChainCheck(
+            False, checked, checked + 1, "events after this position were removed", matched
+        )
+    beyond = [sequence for sequence in anchors if sequence > checked]
+    if beyond:
+        return ChainCheck(
+            False,
+            checked,
+            checked + 1,
+            f"events after this position were removed (an anchor names position {max(beyond)})",
+            matched,
+        )
+    return ChainCheck(True, checked, -1, "", matched)
 
 
 # -- shredding and legal holds -----------------------------------------------------------------
@@ -737,6 +878,19 @@ def insert_receipt(conn: Connection, receipt: StoredReceipt, now: datetime) -> N
             signature=receipt.signature,
             signing_key_id=receipt.signing_key_id,
             created_at=now,
+        )
+    )
+
+
+def reissue_receipt(conn: Connection, receipt: StoredReceipt) -> None:
+    """Replace a stored receipt's signed form (one signed before documents were typed)."""
+    conn.execute(
+        update(_receipts)
+        .where(_receipts.c.request_id == receipt.request_id)
+        .values(
+            payload=receipt.payload,
+            signature=receipt.signature,
+            signing_key_id=receipt.signing_key_id,
         )
     )
 

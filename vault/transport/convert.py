@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 from google.type import date_pb2, postal_address_pb2
 
-from vault.crypto.signing import ReceiptSigner
+from vault.crypto.documents import SignedDocument
 from vault.domain.audit_reader import AuditRecord, ChainedEvent
 from vault.domain.key_admin import RotationStatus
 from vault.domain.model import FieldRead, FieldView
-from vault.domain.shredding import ShredReceipt
+from vault.domain.shredding import ShredReceipt, anchor_from_fields
 from vault.errors import InvalidArgument, ResourceExhausted
 from vault.fields import base as f
 from vault.v1 import vault_pb2 as pb
@@ -172,6 +173,10 @@ def receipt_to_proto(receipt: ShredReceipt) -> pb.ShredReceipt:
     )
     if receipt.backup_horizon is not None:  # unset: no rotation schedule, no date promised
         message.backup_horizon.CopyFrom(timestamp(receipt.backup_horizon))
+    if receipt.audit_anchor is not None:
+        message.audit_anchor.CopyFrom(
+            pb.AuditAnchor(sequence=receipt.audit_anchor.sequence, hash=receipt.audit_anchor.hash)
+        )
     return message
 
 
@@ -224,32 +229,33 @@ def export_to_proto(
     purpose: str,
     reads: list[FieldRead],
     history: list[AuditRecord],
-    signer: ReceiptSigner,
+    sign_export: Callable[[str, str, list[dict[str, Any]], list[dict[str, Any]]], SignedDocument],
 ) -> pb.ExportSubjectResponse:
-    """The export, and the same export as signed canonical JSON for filing."""
+    """The export, and the same export as a signed document for filing.
+
+    Only the translation to JSON happens here; the domain's ``sign_export``
+    types, anchors and signs it.
+    """
     exported = [
         pb.ExportedField(view=view_to_proto(read.view), value=value_to_proto(read.value))
         for read in reads
         if read.value is not None  # an export always carries the values
     ]
     events = [_history_to_proto(r) for r in history]
-    document = {
-        "subject_id": subject_id,
-        "purpose": purpose,
-        "signing_key_id": signer.key_id,
-        "fields": [
-            json_format.MessageToDict(field, preserving_proto_field_name=True) for field in exported
-        ],
-        "access_history": [
-            json_format.MessageToDict(event, preserving_proto_field_name=True) for event in events
-        ],
-    }
-    payload = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    raw = payload.encode()
-    return pb.ExportSubjectResponse(
+    signed = sign_export(
+        subject_id,
+        purpose,
+        [json_format.MessageToDict(field, preserving_proto_field_name=True) for field in exported],
+        [json_format.MessageToDict(event, preserving_proto_field_name=True) for event in events],
+    )
+    response = pb.ExportSubjectResponse(
         fields=exported,
         access_history=events,
-        payload=raw,
-        signature=signer.sign(raw),
-        signing_key_id=signer.key_id,
+        payload=signed.payload,
+        signature=signed.signature,
+        signing_key_id=str(signed.body["signing_key_id"]),
     )
+    anchor = anchor_from_fields(signed.body.get("audit_anchor"))
+    if anchor is not None:
+        response.audit_anchor.CopyFrom(pb.AuditAnchor(sequence=anchor.sequence, hash=anchor.hash))
+    return response

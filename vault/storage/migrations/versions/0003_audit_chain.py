@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from vault.crypto.hash_chain import GENESIS, event_hash
+from vault.crypto.hash_chain import GENESIS, unkeyed_hash
 
 revision = "0003"
 down_revision = "0002"
@@ -66,7 +66,7 @@ def upgrade() -> None:
             moment = moment.replace(tzinfo=UTC)
         document = {n: row[n] for n in _COLUMNS}
         document["time"] = moment.astimezone(UTC).isoformat()
-        digest = event_hash(prev, document)
+        digest = unkeyed_hash(prev, document)
         connection.execute(
             events.update()
             .where(events.c.sequence == row["sequence"])
