@@ -94,7 +94,7 @@ def replicas(
         migrate.upgrade(store)
         provider = LocalKeyProvider(keyring, clock=clock)
         indexer = load_index_keys(store, provider)
-        audit = AuditLog(store, clock)
+        audit = AuditLog(store, clock, chain_key=provider)
         policy = PolicyHolder(policy_path)
         vault = Vault(store, KeyHierarchy(provider), indexer, policy, audit, clock=clock)
         admin = KeyAdmin(store, provider, policy, audit, schedule=schedule, clock=clock)

@@ -1,9 +1,9 @@
 """Development PKI for mutual TLS: one local CA, a server certificate, client certificates.
 
-The vault takes a caller's identity from the common name of its client
-certificate (grpc exposes it as ``auth_context()["x509_common_name"]``), so a
-caller name is both a file name and an identity: it is held to a strict
-pattern before anything is written.
+The vault takes a caller's identity from the one common name of its client
+certificate (``vault.transport.identity`` reads it from the certificate; two
+CNs or none identify nobody), so a caller name is both a file name and an
+identity: it is held to a strict pattern before anything is written.
 
 What must hold:
 

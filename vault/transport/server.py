@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from vault.domain.audit_reader import AuditReader
 from vault.domain.key_admin import KeyAdmin
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault
+from vault.policy.identity import IdentityRules
 from vault.transport.servicer import (
     NEVER_SEALED,
     AuditServicer,
@@ -81,8 +83,14 @@ def build_server(
     audit_reader: AuditReader,
     seal: SealState = NEVER_SEALED,
     on_auth_failure: AuthFailureHook | None = None,
+    identity: Callable[[], IdentityRules] | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it, the bound port and the health servicer.
+
+    ``identity`` gives the policy's rules for naming a caller from its client
+    certificate, read per call so a policy reload applies at once (default:
+    the certificate's one CN). A certificate naming no caller or several is
+    refused UNAUTHENTICATED and handed to ``on_auth_failure`` to audit.
 
     While ``seal`` says sealed, every vault, key-admin and audit call answers
     UNAVAILABLE and health says NOT_SERVING (from the first moment, when the
@@ -113,6 +121,9 @@ def build_server(
     if on_auth_failure is not None:
         for servicer in servicers:
             servicer.on_auth_failure = on_auth_failure
+    if identity is not None:
+        for servicer in servicers:
+            servicer.identity = identity
     pb_grpc.add_VaultServiceServicer_to_server(servicers[0], server)
     pb_grpc.add_KeyAdminServiceServicer_to_server(servicers[1], server)
     pb_grpc.add_AuditServiceServicer_to_server(servicers[2], server)
