@@ -67,6 +67,13 @@ INSERT_ROW = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# The head row as schema 0003 (id, last_hash, last_sequence) and 0006 (+ scheme) have it,
+# columns in sorted order.
+HEAD_INSERTS = {
+    3: "INSERT INTO audit_head (id, last_hash, last_sequence) VALUES (?, ?, ?)",
+    4: "INSERT INTO audit_head (id, last_hash, last_sequence, scheme) VALUES (?, ?, ?, ?)",
+}
+
 
 class DatabaseHolder:
     """Raw access to the vault's data database, as a DBA or a stolen backup has it."""
@@ -98,10 +105,12 @@ class DatabaseHolder:
             cur.execute(SELECT_ROWS)
             return [tuple(row) for row in cur.fetchall()]
 
-    def head(self) -> tuple[Any, ...]:
+    def head(self) -> dict[str, Any]:
+        """The head row, whatever columns this schema gives it."""
         with self._transaction() as cur:
-            cur.execute("SELECT id, last_sequence, last_hash, scheme FROM audit_head")
-            return tuple(cur.fetchone())
+            cur.execute("SELECT * FROM audit_head")
+            names = [column[0] for column in cur.description]
+            return dict(zip(names, cur.fetchone(), strict=True))
 
     @contextlib.contextmanager
     def put_back_afterwards(self) -> Iterator[None]:
@@ -113,9 +122,9 @@ class DatabaseHolder:
             with self._transaction() as cur:
                 cur.execute("DELETE FROM audit_events")
                 cur.executemany(self._sql(INSERT_ROW), rows)
+                cur.execute("DELETE FROM audit_head")
                 cur.execute(
-                    self._sql("UPDATE audit_head SET last_sequence = ?, last_hash = ?, scheme = ?"),
-                    (head[1], head[2], head[3]),
+                    self._sql(HEAD_INSERTS[len(head)]), tuple(head[name] for name in sorted(head))
                 )
 
     def delete_and_renumber(self, sequence: int) -> None:
