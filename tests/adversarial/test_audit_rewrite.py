@@ -336,3 +336,30 @@ def test_an_anchor_file_that_is_not_the_vaults_is_refused_not_trusted(
     refused = audit_verify(vault_server, run_vault, "--anchor", str(edited))
     assert refused.returncode == 2, refused.stdout
     assert "is not a document this vault signed" in refused.stderr
+
+
+def test_a_truncated_tail_is_caught_by_the_audit_sinks_lines(
+    start_vault_server: type[VaultServer], run_vault: RunVault, subject_id: str, tmp_path: Path
+) -> None:
+    """The JSON-lines sink, kept where the database holder cannot reach it, anchors
+    every event: cutting even the newest one off the chain is found."""
+    sink = tmp_path / "audit.jsonl"
+    server = start_vault_server(tmp_path / "vault", env={"VAULT_AUDIT_JSONL": str(sink)})
+    try:
+        reveal(server, subject_id)
+        revealed = reveal_of(server, subject_id, "email")
+        lines = [json.loads(line) for line in sink.read_text().splitlines()]
+        assert [line["sequence"] for line in lines] == list(range(1, len(lines) + 1))
+        agreed = audit_verify(server, run_vault, "--anchor", str(sink))
+        assert agreed.returncode == 0, agreed.stderr
+        assert f"{len(lines)} anchors agree" in agreed.stdout
+
+        DatabaseHolder(server).cut_tail(revealed)
+        assert audit_verify(server, run_vault).returncode == 0  # the key alone: a clean cut
+        caught = audit_verify(server, run_vault, "--anchor", str(sink))
+        assert caught.returncode == 1, caught.stdout
+        assert f"BROKEN at position {revealed}: events after this position were removed" in (
+            caught.stderr
+        )
+    finally:
+        assert server.stop() == 0, server.output
