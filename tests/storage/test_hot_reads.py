@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from vault.errors import DataLoss, Unavailable
 from vault.storage import migrate
 from vault.storage import repository as repo
 from vault.storage.database import Store
@@ -84,7 +88,7 @@ def test_hot_read_never_returns_a_shredded_subject(store: Store, hot: HotReads) 
 def test_hot_read_reconnects_after_its_connection_dies(store: Store, hot: HotReads) -> None:
     write_field(store, "s-4", "phone")
     assert hot.get_field("s-4", "phone") is not None
-    connection = hot._local.connection
+    [connection] = hot._idle
     if store.data_engine.dialect.name == "postgresql":
         # What a database restart does to every open session.
         pid = connection.driver_connection.info.backend_pid
@@ -93,4 +97,118 @@ def test_hot_read_reconnects_after_its_connection_dies(store: Store, hot: HotRea
     else:
         connection.driver_connection.close()
     assert hot.get_field("s-4", "phone") is not None
-    assert hot._local.connection is not connection
+    assert hot._idle and hot._idle[-1] is not connection
+
+
+def test_threads_beyond_the_pool_size_never_wait_for_a_connection(store: Store) -> None:
+    """Each of many live threads reads while all the others stay alive.
+
+    A connection pinned per thread starved every thread past the pool's size
+    (they waited out the pool timeout twice and failed); leased per read, the
+    connections are only as many as the reads that ran at once.
+    """
+    write_field(store, "s-5", "phone")
+    hot = HotReads(store.data_url, threads=2)
+    readers = 3 * 16
+    all_have_read = threading.Barrier(readers)
+    errors: list[BaseException] = []
+
+    def read_then_stay_alive() -> None:
+        try:
+            assert hot.get_field("s-5", "phone") is not None
+        except BaseException as error:
+            errors.append(error)
+        all_have_read.wait()
+
+    threads = [threading.Thread(target=read_then_stay_alive) for _ in range(readers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        hot.dispose()
+    assert errors == []
+
+
+# -- a corrupt row is DATA_LOSS, never "the database is not reachable" ------------------
+# What a database holder can write into a field row, per back end: SQLite stores a
+# value of any type in any column; PostgreSQL needs a constraint dropped first.
+TAMPERS: dict[str, dict[str, list[str]]] = {
+    "unknown field_type": {
+        "sqlite": ["UPDATE fields SET field_type = 'garbage'"],
+        "postgresql": ["UPDATE fields SET field_type = 'garbage'"],
+    },
+    "NULL version": {
+        "sqlite": ["UPDATE fields SET version = 'one'"],
+        "postgresql": [
+            "ALTER TABLE fields ALTER COLUMN version DROP NOT NULL",
+            "UPDATE fields SET version = NULL",
+        ],
+    },
+    "NULL view_ct": {
+        "sqlite": ["UPDATE fields SET view_ct = 42"],
+        "postgresql": [
+            "ALTER TABLE fields ALTER COLUMN view_ct DROP NOT NULL",
+            "UPDATE fields SET view_ct = NULL",
+        ],
+    },
+    "value_ct as text": {
+        "sqlite": ["UPDATE fields SET value_ct = 'not a ciphertext'"],
+        "postgresql": [
+            "ALTER TABLE fields ALTER COLUMN value_ct DROP NOT NULL",
+            "UPDATE fields SET value_ct = NULL",
+        ],
+    },
+    "updated_at not a time": {
+        "sqlite": ["UPDATE fields SET updated_at = 'not a time'"],
+        "postgresql": [
+            "ALTER TABLE fields ALTER COLUMN updated_at DROP NOT NULL",
+            "UPDATE fields SET updated_at = NULL",
+        ],
+    },
+    "field_type not UTF-8": {
+        # The driver cannot decode the row at all (its error quotes the text).
+        "sqlite": ["UPDATE fields SET field_type = CAST(X'FFFE41' AS TEXT)"],
+        "postgresql": [],  # PostgreSQL refuses invalid UTF-8 on the way in
+    },
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_a_corrupt_row_is_data_loss_and_leaves_intact_rows_readable(
+    store: Store, hot: HotReads, tamper: str
+) -> None:
+    statements = TAMPERS[tamper][store.data_engine.dialect.name]
+    if not statements:
+        pytest.skip(f"{store.data_engine.dialect.name} cannot hold this corruption")
+    write_field(store, "s-6", "phone")
+    assert hot.get_field("s-6", "phone") is not None
+    with store.write() as tx:
+        for statement in statements:
+            tx.data.execute(text(statement))
+    with pytest.raises(DataLoss) as raised:
+        hot.get_field("s-6", "phone")
+    assert raised.value.message == "the stored row of field 'phone' is malformed" or (
+        raised.value.message == "a stored row cannot be decoded"
+    )
+    write_field(store, "s-7", "email")
+    assert hot.get_field("s-7", "email") is not None
+
+
+def test_a_database_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
+    hot = HotReads(f"sqlite:///{tmp_path}/no-such-directory/vault.db")
+    try:
+        with pytest.raises(Unavailable):
+            hot.get_field("s-1", "phone")
+    finally:
+        hot.dispose()
+
+
+def test_a_missing_table_is_a_bug_not_an_outage(tmp_path: Path) -> None:
+    hot = HotReads(f"sqlite:///{tmp_path}/empty.db")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            hot.get_field("s-1", "phone")
+    finally:
+        hot.dispose()

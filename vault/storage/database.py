@@ -14,16 +14,23 @@ never a value whose key is gone.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from vault.errors import Unavailable
+from vault.errors import DataLoss, Unavailable, VaultError
+
+log = logging.getLogger("vault.storage")
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -34,13 +41,42 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 16) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 16,
+    max_overflow: int | None = None,
+    pool_timeout: float = 30.0,
+) -> Engine:
+    """An engine whose pool holds ``pool_size`` connections, plus ``max_overflow`` at peaks.
+
+    The size applies to SQLite files too: left to SQLAlchemy's default (5 + 10)
+    a pool smaller than the RPC threads makes the last threads wait for a
+    connection however idle the database is. The overflow defaults to the size
+    (-1: no bound); a caller finding none free waits ``pool_timeout`` seconds.
+    """
     url = normalise_url(url)
+    overflow = pool_size if max_overflow is None else max_overflow
+    sized: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": overflow,
+        "pool_timeout": pool_timeout,
+    }
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if not _is_sqlite_file(url):  # in-memory databases keep one connection per thread
+            sized = {}
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **sized
+        )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    return create_engine(url, pool_recycle=1800, **sized)
+
+
+def _is_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return database not in ("", ":memory:") and parsed.query.get("mode") != "memory"
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -82,17 +118,163 @@ class Tx:
 
 
 class WriteConflictError(Exception):
-    """A concurrent writer inserted the same unique row first; retry the write."""
+    """A concurrent writer inserted the same unique row first; retry the write.
+
+    Only a unique or primary-key violation is a conflict. Any other integrity
+    error (NOT NULL, foreign key, CHECK) is a bug or a corrupt row: retrying
+    cannot help, so it is raised as it is and answers INTERNAL.
+    """
+
+
+def retry_on_write_conflict(work: Callable[[], T], *, attempts: int, what: str) -> T:
+    """Run ``work`` (one whole transaction) until it commits without a unique-key race.
+
+    Each conflict means another writer committed the same row first, so the
+    next attempt reads that row instead. After ``attempts`` conflicts the race
+    is not a race any more: raise rather than go on as if the write had
+    happened (its rows were rolled back).
+    """
+    for _attempt in range(attempts - 1):
+        try:
+            return work()
+        except WriteConflictError:
+            continue
+    try:
+        return work()
+    except WriteConflictError:
+        raise WriteConflictError(f"{what} still conflicted after {attempts} attempts") from None
+
+
+# SQLite result codes (https://sqlite.org/rescode.html); the extended code's low byte
+# is its primary code.
+_SQLITE_UNIQUE = frozenset({1555, 2067})  # SQLITE_CONSTRAINT_PRIMARYKEY, _UNIQUE
+_SQLITE_UNAVAILABLE = {
+    5: "the database is busy",  # SQLITE_BUSY: the busy timeout ran out
+    6: "the database is busy",  # SQLITE_LOCKED
+    7: "the database is out of memory",  # SQLITE_NOMEM
+    8: "the database cannot be written",  # SQLITE_READONLY
+    10: "the database cannot be read or written",  # SQLITE_IOERR
+    13: "the database is full",  # SQLITE_FULL
+    14: "the database is not reachable",  # SQLITE_CANTOPEN
+    15: "the database is busy",  # SQLITE_PROTOCOL
+}
+_SQLITE_CORRUPT = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+# PostgreSQL SQLSTATEs.
+_PG_UNIQUE = "23505"  # unique_violation (a primary key too)
+_PG_CORRUPT = frozenset({"XX001", "XX002"})  # data_corrupted, index_corrupted
+_PG_UNAVAILABLE = {  # by SQLSTATE class
+    "08": "the database is not reachable",
+    "40": "the database rolled the transaction back; retry",
+    "53": "the database is out of resources",
+    "57": "the database is shutting down or cancelled the statement",
+}
+
+
+def _is_a(error: BaseException, pep249_name: str) -> bool:
+    # Every DB-API 2.0 driver names its exception classes as PEP 249 does.
+    return any(cls.__name__ == pep249_name for cls in type(error).__mro__)
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """Whether ``error`` (a driver error, or SQLAlchemy's wrapper of one) is a unique-key race."""
+    driver_error = error.orig if isinstance(error, DBAPIError) else error
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if code is not None:
+        return code in _SQLITE_UNIQUE
+    return getattr(driver_error, "sqlstate", None) == _PG_UNIQUE
+
+
+def database_failure(driver_error: BaseException, *, disconnect: bool) -> VaultError | None:
+    """What a driver error means to a caller; ``None`` when it is a bug in the vault.
+
+    Only a failure of the database itself (a dropped or refused connection, a
+    busy, full or unreadable file) is ``Unavailable``, the error clients
+    retry. A corrupt database page or a stored value the driver cannot decode
+    is ``DataLoss``: retrying reads the same bytes again. Anything else (a
+    missing table, a bad statement, an integrity error) is left to answer
+    INTERNAL. ``disconnect`` is the dialect's verdict (SQLAlchemy's
+    ``connection_invalidated``), which is the only way a closed SQLite
+    connection or a broken psycopg one tells itself apart.
+
+    Driver messages are never carried over: SQLite's decode error quotes the
+    stored text.
+    """
+    if disconnect:
+        return Unavailable("the database is not reachable")
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if code is not None:
+        primary = code & 0xFF
+        if primary in _SQLITE_CORRUPT:
+            return DataLoss("the database file is corrupt")
+        reason = _SQLITE_UNAVAILABLE.get(primary)
+        return None if reason is None else Unavailable(reason)
+    if type(driver_error).__module__ == "sqlite3":
+        if _is_a(driver_error, "OperationalError") and str(driver_error).startswith(
+            "Could not decode to UTF-8"
+        ):
+            return DataLoss("a stored row cannot be decoded")
+        return None
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    if sqlstate in _PG_CORRUPT:
+        return DataLoss("the database reports corrupt data")
+    if _is_a(driver_error, "OperationalError"):
+        # psycopg: connection (08), rollback (40), resources (53), lock (55P03),
+        # operator intervention (57), system (58); no SQLSTATE: the client lost the server.
+        reason = _PG_UNAVAILABLE.get((sqlstate or "08")[:2], "the database is not available")
+        return Unavailable(reason)
+    return None
+
+
+class PoolTimeoutAlarm:
+    """Logs the first time a pool made a caller wait out its timeout, not every time.
+
+    A pool timeout means more concurrent callers than connections: a sizing
+    bug. It is worth one line an operator will see, not one per request.
+    """
+
+    def __init__(self, pool_name: str) -> None:
+        self._pool_name = pool_name
+        self._lock = threading.Lock()
+        self._logged = False
+
+    def unavailable(self, *engines: Engine) -> Unavailable:
+        with self._lock:
+            first, self._logged = not self._logged, True
+        if first:
+            log.error(
+                "the %s connection pool timed out (%s): more callers than connections;"
+                " further timeouts are not logged",
+                self._pool_name,
+                "; ".join(engine.pool.status() for engine in engines),
+            )
+        return Unavailable("no database connection is free")
 
 
 class Store:
     """The data store and the key store, and transactions across them."""
 
-    def __init__(self, data_url: str, key_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_url: str,
+        key_url: str | None = None,
+        *,
+        threads: int = 16,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        """``threads``: the most callers at once (the RPC threads); each pool holds that many.
+
+        A unit of work holds its connection only while it runs, so a caller
+        that finds none free waits (``pool_timeout`` seconds at most) for one
+        that is, rather than for ever.
+        """
         self.data_url = data_url
-        self.data_engine = make_engine(data_url)
+        sized: dict[str, Any] = {"pool_size": threads, "pool_timeout": pool_timeout}
+        self.data_engine = make_engine(data_url, **sized)
         self.split = bool(key_url) and normalise_url(key_url or "") != normalise_url(data_url)
-        self.key_engine = make_engine(key_url) if self.split and key_url else self.data_engine
+        self.key_engine = (
+            make_engine(key_url, **sized) if self.split and key_url else self.data_engine
+        )
+        self._pool_timeouts = PoolTimeoutAlarm("data/key store")
 
     def dispose(self) -> None:
         self.data_engine.dispose()
@@ -137,10 +319,10 @@ class Store:
                     return
                 with _connect_for_read(self.key_engine) as keys:
                     yield Tx(data, keys)
-        except (OperationalError, DBAPIError) as exc:
-            if exc.connection_invalidated or isinstance(exc, OperationalError):
-                raise Unavailable("the database is not reachable") from None
-            raise
+        except DBAPIError as exc:
+            raise self._failure(exc) from None
+        except PoolTimeoutError:
+            raise self._pool_timeouts.unavailable(*self.engines()) from None
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -161,10 +343,19 @@ class Store:
                 with _begin(self.key_engine) as keys:
                     for action in tx._after_commit_keys:
                         action(keys)
-        except IntegrityError:
-            raise WriteConflictError from None
-        except OperationalError:
-            raise Unavailable("the database is not reachable") from None
+        except IntegrityError as exc:
+            if is_unique_violation(exc):
+                raise WriteConflictError from None
+            raise
+        except DBAPIError as exc:
+            raise self._failure(exc) from None
+        except PoolTimeoutError:
+            raise self._pool_timeouts.unavailable(*self.engines()) from None
+
+    @staticmethod
+    def _failure(exc: DBAPIError) -> BaseException:
+        driver_error = exc.orig if exc.orig is not None else exc
+        return database_failure(driver_error, disconnect=exc.connection_invalidated) or exc
 
 
 @contextmanager
