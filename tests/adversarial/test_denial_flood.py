@@ -136,3 +136,41 @@ def test_a_batch_of_denials_is_one_write_and_a_flood_of_them_is_throttled(
             timeout=TIMEOUT,
         )
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_denied_operator_and_erasure_calls_spend_the_same_denial_budget(
+    vault_server: VaultServer, subject_id: str
+) -> None:
+    # registration may neither shred nor read key status: each try is a denial that
+    # costs an audit write, so a flood of them runs out of budget like denied reads.
+    client = vault_server.client("registration")
+    codes: list[grpc.StatusCode] = []
+    reasons: set[str] = set()
+    for attempt in range(BATCH + 30):
+        try:
+            if attempt % 2:
+                client.keys.GetKeyStatus(pb.GetKeyStatusRequest(), timeout=TIMEOUT)
+            else:
+                client.vault.ShredSubject(
+                    pb.ShredSubjectRequest(
+                        subject_id=subject_id, reason="probe", request_id=f"probe-{attempt}"
+                    ),
+                    timeout=TIMEOUT,
+                )
+        except grpc.RpcError as error:
+            codes.append(error.code())
+            if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                status = rpc_status_of(error)
+                reasons.add(details(status)[1])
+    assert codes[0] is grpc.StatusCode.PERMISSION_DENIED
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert reasons == {"DENIAL_RATE_LIMITED"}
+    assert set(codes) == {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def rpc_status_of(error: grpc.RpcError) -> status_pb2.Status:
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    assert status is not None
+    return status

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Protocol, TextIO
 
 from vault.crypto.hash_chain import check_chain_key
-from vault.errors import Unavailable
+from vault.errors import DataLoss, Unavailable
 from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
 
@@ -349,7 +349,11 @@ class AuditLog:
                     "chain is keyed: the database was rewritten; nothing more is appended"
                 )
                 raise Unavailable("the audit log cannot be written") from None
+            except DataLoss:
+                # A corrupt page is corruption, not an outage: clients must not retry it.
+                raise
             except Exception:
+                # Fail closed: whatever keeps the event out, the answer does not leave.
                 raise Unavailable("the audit log cannot be written") from None
         self._write_sink(chained)
 

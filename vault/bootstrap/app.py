@@ -276,8 +276,11 @@ def build_app(
         backup_horizon=backup_horizon_for(provider, schedule),
         clock=utc_now,
         after_shred=store.checkpoint,
+        limiter=vault.limiter,
     )
-    key_admin = KeyAdmin(store, provider, policy, audit, schedule=schedule, clock=utc_now)
+    key_admin = KeyAdmin(
+        store, provider, policy, audit, schedule=schedule, clock=utc_now, limiter=vault.limiter
+    )
     return App(
         settings,
         store,
@@ -287,7 +290,7 @@ def build_app(
         shredder,
         audit,
         key_admin=key_admin,
-        audit_reader=AuditReader(audit, policy),
+        audit_reader=AuditReader(audit, policy, limiter=vault.limiter),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from vault.audit.log import AuditLog
 from vault.domain.authorization import require
+from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument
 from vault.policy import Action, Policy
 from vault.storage import repository as repo
@@ -39,12 +40,26 @@ def _after(token: str) -> int:
 
 
 class AuditReader:
-    def __init__(self, audit: AuditLog, policy: Callable[[], Policy]) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        policy: Callable[[], Policy],
+        *,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._audit = audit
         self._policy = policy
+        self._limiter = limiter
 
     def _require(self, caller: str, action: str) -> None:
-        require(self._policy(), self._audit, caller, Action.ADMIN, audit_action=action)
+        require(
+            self._policy(),
+            self._audit,
+            caller,
+            Action.ADMIN,
+            audit_action=action,
+            limiter=self._limiter,
+        )
 
     def list_events(
         self,

@@ -39,6 +39,7 @@ from typing import Final
 from vault.audit.log import AuditLog
 from vault.crypto.envelope import index_key_context, subject_key_context
 from vault.domain.authorization import require
+from vault.domain.rate_limit import RateLimiter
 from vault.errors import DataLoss, InvalidArgument, Unavailable, VaultError
 from vault.keys.provider import KeyProvider, MasterKeyInfo
 from vault.policy import Action, Policy
@@ -229,8 +230,10 @@ class KeyAdmin:
         *,
         schedule: RotationSchedule = ROTATION_OFF,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._store = store
+        self._limiter = limiter
         self._provider = provider
         self._policy = policy
         self._audit = audit
@@ -242,7 +245,14 @@ class KeyAdmin:
         return self._schedule
 
     def _require(self, caller: str, verb: str) -> None:
-        require(self._policy(), self._audit, caller, Action.ADMIN, audit_action=verb)
+        require(
+            self._policy(),
+            self._audit,
+            caller,
+            Action.ADMIN,
+            audit_action=verb,
+            limiter=self._limiter,
+        )
 
     # -- RotateMasterKey ----------------------------------------------------------
     def rotate(self, caller: str) -> MasterKeyInfo:

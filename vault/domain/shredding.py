@@ -38,6 +38,7 @@ from vault.crypto.documents import (
 from vault.crypto.signing import ReceiptSigner
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_subject_id
+from vault.domain.rate_limit import RateLimiter
 from vault.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -160,8 +161,10 @@ class Shredder:
         clock: Callable[[], datetime],
         limits: Limits | None = None,
         after_shred: Callable[[], None] = lambda: None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._store = store
+        self._limiter = limiter
         self._keys = keys
         self._signer = signer
         self._policy = policy
@@ -177,7 +180,14 @@ class Shredder:
         return self._signer
 
     def _require(self, caller: str, action: Action, subject_id: str) -> None:
-        require(self._policy(), self._audit, caller, action, subject_id=subject_id)
+        require(
+            self._policy(),
+            self._audit,
+            caller,
+            action,
+            subject_id=subject_id,
+            limiter=self._limiter,
+        )
 
     # -- ShredSubject ------------------------------------------------------------
     def shred_subject(
