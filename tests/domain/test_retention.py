@@ -21,9 +21,9 @@ from sqlalchemy import text
 from vault.audit.log import AuditLog
 from vault.bootstrap.app import PolicyHolder, backup_horizon_for, load_index_keys
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
+from vault.domain import retention
 from vault.domain.key_admin import RotationSchedule
 from vault.domain.retention import (
-    DEFAULT_RETENTION_TOML,
     ExpiryRule,
     RetentionError,
     RetentionReport,
@@ -31,6 +31,7 @@ from vault.domain.retention import (
     RetentionSweeper,
     retention_request_id,
 )
+from vault.domain.retention_rules import DEFAULT_RETENTION_TOML, EXPIRING_TYPES
 from vault.domain.shredding import MAX_REQUEST_ID, Shredder, ShredReceipt
 from vault.domain.vault import Vault
 from vault.errors import FailedPrecondition, NotFound
@@ -165,7 +166,7 @@ def key_rows(h: Harness, subject_id: str) -> int:
     return int(data_keys) + int(subject_keys)
 
 
-def retention_events(h: Harness, subject_id: str) -> list[repo.AuditRecord]:
+def retention_events(h: Harness, subject_id: str) -> list[AuditRecord]:
     return [e for e in h.audit.events(subject_id) if e.caller == "retention"]
 
 
@@ -520,3 +521,12 @@ def test_an_invalid_file_is_refused_naming_the_key(
         RetentionRules.load(path)
     assert str(refused.value).startswith(f"{path}: ")
     assert named in str(refused.value)
+    assert "pydantic" not in str(refused.value)
+    assert "\n" not in str(refused.value)  # one line, never a validation report
+
+
+def test_every_type_the_rules_file_accepts_is_one_the_sweeper_can_find() -> None:
+    assert frozenset(retention._EXPIRING) == EXPIRING_TYPES
+    for field_type in EXPIRING_TYPES:
+        days = RetentionRules.from_toml(f"[{field_type}]\nafter_expiry_days = 7\n")
+        assert days.expiry == (ExpiryRule(field_type, 7),)

@@ -31,7 +31,7 @@ from vault.domain.key_admin import (
     RotationSchedule,
     last_rotation_of,
 )
-from vault.domain.retention import DEFAULT_RETENTION_TOML, RETENTION_FILE
+from vault.domain.retention_rules import DEFAULT_RETENTION_TOML, RETENTION_FILE
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault, utc_now
 from vault.errors import Unavailable

@@ -1,7 +1,8 @@
 """Retention: data that is destroyed on its own when its time comes.
 
-The rules live in ``retention.toml`` (``RetentionRules``); ``RetentionSweeper``
-applies them. Two kinds of rule exist:
+The rules live in ``retention.toml`` (``RetentionRules``, declared in
+``vault.domain.retention_rules``); ``RetentionSweeper`` applies them. Two
+kinds of rule exist:
 
 - ``[card] after_expiry_days = N``: a card field is deleted -- its row and its
   data key, as DeleteField does -- once N whole days have passed since its
@@ -31,16 +32,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
 from vault.audit.log import AuditLog
+from vault.domain.retention_rules import ExpiryRule as ExpiryRule  # re-exported, as before
+from vault.domain.retention_rules import RetentionError as RetentionError
+from vault.domain.retention_rules import RetentionRules as RetentionRules
 from vault.domain.shredding import MAX_REQUEST_ID, Shredder, SubjectHeldError
 from vault.errors import FailedPrecondition, NotFound, Unavailable
 from vault.fields.base import FieldType
@@ -49,9 +51,7 @@ from vault.storage.database import Store, WriteConflictError
 
 log = logging.getLogger("vault.retention")
 
-RETENTION_FILE: Final = "retention.toml"
 RETENTION_CALLER: Final = "retention"
-MAX_DAYS: Final = 36500  # a hundred years: anything longer is a typo
 DEFAULT_BATCH: Final = 200
 
 Clock = Callable[[], datetime]
@@ -72,147 +72,11 @@ class _ExpiryQueries:
 
 # Field types whose rows carry ``expires_on`` (their last valid day), and how
 # to find and count the expired ones. A type gets an ``after_expiry_days`` rule
-# by storing an expiry and being listed here.
+# by storing an expiry and being listed here and in ``EXPIRING_TYPES``, which
+# the rules file is checked against (a test holds them equal).
 _EXPIRING: Final[Mapping[FieldType, _ExpiryQueries]] = {
     FieldType.CARD: _ExpiryQueries(repo.expired_card_subjects, repo.count_expired_cards),
 }
-EXPIRING_TYPES: Final = frozenset(_EXPIRING)
-
-
-# -- rules ------------------------------------------------------------------------------------
-class RetentionError(ValueError):
-    """``retention.toml`` is malformed; the message names the offending key."""
-
-
-@dataclass(frozen=True)
-class ExpiryRule:
-    """Delete fields of ``field_type`` once ``after_expiry_days`` have passed since expiry."""
-
-    field_type: FieldType
-    after_expiry_days: int
-
-
-@dataclass(frozen=True)
-class RetentionRules:
-    """The parsed, checked rules; the empty default destroys nothing."""
-
-    expiry: tuple[ExpiryRule, ...] = ()
-    untouched_days: int | None = None
-
-    @property
-    def empty(self) -> bool:
-        return not self.expiry and self.untouched_days is None
-
-    def describe(self) -> str:
-        """One line for operators: ``card fields deleted 90 days after expiry; ...``."""
-        parts = [
-            f"{r.field_type} fields deleted {r.after_expiry_days} days after expiry"
-            for r in self.expiry
-        ]
-        if self.untouched_days is None:
-            parts.append("idle subjects kept")
-        else:
-            parts.append(f"subjects shredded after {self.untouched_days} days untouched")
-        return "; ".join(parts)
-
-    @classmethod
-    def from_toml(cls, text: str) -> RetentionRules:
-        try:
-            document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise RetentionError(f"invalid TOML: {error}") from None
-        return _parse_rules(document)
-
-    @classmethod
-    def load(cls, path: Path) -> RetentionRules:
-        """Rules from ``path``; a missing file is no rules. Errors name the file and key."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return cls()
-        try:
-            return cls.from_toml(text)
-        except RetentionError as error:
-            raise RetentionError(f"{path}: {error}") from None
-
-
-_SUBJECT_KEYS: Final = ("untouched_days",)
-_EXPIRY_KEYS: Final = ("after_expiry_days",)
-
-
-def _parse_rules(document: Mapping[str, Any]) -> RetentionRules:
-    known = ", ".join(["subject", *sorted(EXPIRING_TYPES)])
-    expiry: list[ExpiryRule] = []
-    untouched: int | None = None
-    for name, value in document.items():
-        if name == "subject":
-            table = _table(value, name)
-            _check_keys(table, name, _SUBJECT_KEYS)
-            untouched = _days(table, name, "untouched_days", minimum=1)
-        elif name in EXPIRING_TYPES:
-            table = _table(value, name)
-            _check_keys(table, name, _EXPIRY_KEYS)
-            days = _days(table, name, "after_expiry_days", minimum=0)
-            expiry.append(ExpiryRule(FieldType(name), days))
-        elif name in FieldType.__members__.values():
-            raise RetentionError(
-                f"{name}: {name} values carry no expiry; after_expiry_days applies to "
-                f"{', '.join(sorted(EXPIRING_TYPES))} only"
-            )
-        else:
-            raise RetentionError(f"{name}: unknown key (expected one of {known})")
-    return RetentionRules(tuple(expiry), untouched)
-
-
-def _table(value: object, place: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise RetentionError(f"{place}: expected a table, like [{place}]")
-    return value
-
-
-def _check_keys(table: Mapping[str, object], place: str, known: tuple[str, ...]) -> None:
-    for name in table:
-        if name not in known:
-            raise RetentionError(f"{place}.{name}: unknown key (expected {', '.join(known)})")
-
-
-def _days(table: Mapping[str, object], place: str, key: str, *, minimum: int) -> int:
-    where = f"{place}.{key}"
-    if key not in table:
-        raise RetentionError(f"{where}: missing")
-    value = table[key]
-    # TOML booleans are Python bools, and bool is an int: refuse them explicitly.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RetentionError(f"{where}: expected a whole number of days")
-    if not minimum <= value <= MAX_DAYS:
-        raise RetentionError(f"{where}: must be between {minimum} and {MAX_DAYS} days")
-    return value
-
-
-DEFAULT_RETENTION_TOML: Final = """\
-# pii-vault retention rules: data destroyed on its own when its time comes.
-#
-# The server applies these rules every --retention-interval seconds
-# (VAULT_RETENTION_INTERVAL, default 3600); `pii-vault retention run` applies
-# them once, and `pii-vault retention run --dry-run` only counts what they
-# would destroy. Without this file retention destroys nothing.
-#
-# A subject under a legal hold is never touched: it is skipped, and the
-# refusal audited, on every run until the hold is released.
-
-# Cards: a card field is deleted (its data key crypto-shredded, as DeleteField
-# does) once this many days have passed since its last valid day, the end of
-# its expiry month. An expired card cannot be charged; keeping it only adds risk.
-[card]
-after_expiry_days = 90
-
-# Subjects: a subject with no write (PutField) for this many days is shredded
-# as ShredSubject shreds it: every key destroyed, a tombstone left, a signed
-# receipt kept (caller "retention"). Off by default: how long an account may
-# sleep is a decision for your legal team, and a shred cannot be undone.
-# [subject]
-# untouched_days = 1095
-"""
 
 
 # -- the sweep ----------------------------------------------------------------------------------
