@@ -214,8 +214,9 @@ def validate(
 ) -> _Table:
     """``document`` checked against ``schema``; the first error, placed, raised as ``error``.
 
-    The first error in file order is the one an operator fixes first; the rest
-    often follow from it.
+    One error, on one line: the first one found (tables in the order the
+    schema declares their keys, lists and tables of names in file order), as
+    the hand-written checks this replaced reported it.
     """
     try:
         return schema.model_validate(document, context=context)

@@ -67,18 +67,23 @@ def _caller_name(name: str) -> str:
     return name
 
 
-def _field_types(names: list[str]) -> tuple[str, ...]:
-    for name in names:
-        if name != WILDCARD and name not in _FIELD_TYPES:
-            raise refuse(f"unknown field type {name!r}")
-    return tuple(names)
+def _field_types(names: tuple[str, ...]) -> tuple[str, ...]:
+    # A "*" makes the other names moot, so they go unchecked (as they always have).
+    if WILDCARD not in names:
+        for name in names:
+            if name not in _FIELD_TYPES:
+                raise refuse(f"unknown field type {name!r}")
+    return names
 
 
-def _field_patterns(names: list[str]) -> tuple[str, ...]:
+def _field_patterns(names: tuple[str, ...]) -> tuple[str, ...]:
+    # Checked up to a "*", which makes the rest moot (as it always has).
     for name in names:
-        if WILDCARD in name and name != WILDCARD and not _is_prefix(name):
+        if name == WILDCARD:
+            break
+        if WILDCARD in name and not _is_prefix(name):
             raise refuse(f"bad field pattern {name!r}: '*' may stand alone or end a name as '.*'")
-    return tuple(names)
+    return names
 
 
 def _is_prefix(name: str) -> bool:
