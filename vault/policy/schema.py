@@ -100,7 +100,8 @@ class PurposeTable(TomlTable):
 class GrantTable(TomlTable):
     """One ``[[callers.NAME.grants]]``; see ``default_policy.toml`` for each key's meaning."""
 
-    actions: Annotated[frozenset[Action], members_of(Action, "action")]
+    # Empty only when absent: a written list must hold at least one action.
+    actions: Annotated[frozenset[Action], members_of(Action, "action")] = frozenset()
     field_types: Annotated[Names, AfterValidator(_field_types)] | None = None
     fields: Annotated[Names, AfterValidator(_field_patterns)] = (WILDCARD,)
     views: Annotated[frozenset[View], members_of(View, "view")] = frozenset({View.MASKED})
@@ -109,6 +110,8 @@ class GrantTable(TomlTable):
 
     @model_validator(mode="after")
     def _consistent(self) -> GrantTable:
+        if not self.actions:
+            raise refuse("missing; a grant must list its actions", "actions")
         if self.field_types is None:
             scoped = sorted(self.actions & FIELD_SCOPED_ACTIONS)
             if scoped:
