@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditRecord
 from vault.bootstrap.app import PolicyHolder, load_index_keys
 from vault.domain.authorization import SUPPRESSED_DENIALS
 from vault.domain.enumeration import EnumerationWatch
@@ -30,7 +31,6 @@ from vault.fields import PaymentCard, PhoneNumber
 from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store, Tx
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
@@ -107,7 +107,7 @@ class Harness:
     audit: AuditLog
     clock: Monotonic
 
-    def events(self) -> list[repo.AuditRecord]:
+    def events(self) -> list[AuditRecord]:
         return self.audit.events()
 
 

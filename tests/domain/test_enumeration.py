@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from vault.audit.log import AuditLog, StaticChainKey
+from vault.audit.records import AuditRecord
 from vault.domain.enumeration import ENUMERATION_ALARM, EnumerationWatch
 from vault.errors import ResourceExhausted
 from vault.policy.limits import EnumerationAlarm, RateLimits
-from vault.storage import repository as repo
 from vault.storage.database import Store
 
 WINDOW = 600.0
@@ -51,7 +51,7 @@ def digest(number: int) -> bytes:
     return number.to_bytes(32, "big")
 
 
-def alarms(audit: AuditLog) -> list[repo.AuditRecord]:
+def alarms(audit: AuditLog) -> list[AuditRecord]:
     return [e for e in audit.events() if e.outcome == "alarm"]
 
 

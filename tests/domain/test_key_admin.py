@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditRecord
 from vault.bootstrap.app import PolicyHolder, load_index_keys
 from vault.crypto.envelope import subject_key_context
 from vault.domain.key_admin import KeyAdmin
@@ -122,7 +123,7 @@ def subject_key_versions(h: Harness) -> list[int]:
     return sorted({row[0] for row in rows})
 
 
-def events(h: Harness, action: str) -> list[repo.AuditRecord]:
+def events(h: Harness, action: str) -> list[AuditRecord]:
     return [e for e in h.audit.events() if e.action == action]
 
 

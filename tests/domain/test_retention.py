@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditRecord
 from vault.bootstrap.app import PolicyHolder, backup_horizon_for, load_index_keys
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.domain import retention

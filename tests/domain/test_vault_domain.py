@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from vault import fields
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditRecord
 from vault.bootstrap.app import PolicyHolder, load_index_keys
 from vault.crypto.envelope import InvalidCiphertextError
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
@@ -165,7 +166,7 @@ def audit_rows(h: Harness) -> list[tuple[object, ...]]:
         return [tuple(row) for row in tx.data.execute(text("SELECT * FROM audit_events"))]
 
 
-def audited(h: Harness, subject_id: str | None = None) -> list[repo.AuditRecord]:
+def audited(h: Harness, subject_id: str | None = None) -> list[AuditRecord]:
     """Every audit event but the puts': the reads, denials and deletes a test looks at.
 
     Every put is audited too (batched), which the put tests check on their own.

@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
+from vault.audit import chain as audit_chain
+from vault.audit.records import AuditRecord
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage import migrate
@@ -32,25 +34,15 @@ class BodyFailedError(Exception):
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    migrate.upgrade(s)
-    try:
-        yield s
-    finally:
-        s.dispose()
-
-
-@pytest.fixture
 def split_store(
-    database_url: str, request: pytest.FixtureRequest, tmp_path: object
+    fresh_database_url: str, request: pytest.FixtureRequest, tmp_path: object
 ) -> Iterator[Store]:
-    if database_url.startswith("sqlite"):
+    if fresh_database_url.startswith("sqlite"):
         key_url = f"sqlite:///{tmp_path}/keys.db"
     else:
         # A second, empty PostgreSQL database from tests/conftest.py.
         key_url = request.getfixturevalue("postgres_url")
-    s = Store(database_url, key_url)
+    s = Store(fresh_database_url, key_url)
     migrate.upgrade(s)
     try:
         yield s
@@ -377,8 +369,8 @@ def test_index_keys(store: Store) -> None:
 # -- audit --------------------------------------------------------------------------------
 def test_audit_append_and_read_in_order(store: Store) -> None:
     events = [
-        repo.AuditRecord(NOW, "registration", "put", "s-1", "phone"),
-        repo.AuditRecord(
+        AuditRecord(NOW, "registration", "put", "s-1", "phone"),
+        AuditRecord(
             NOW + timedelta(seconds=1),
             "registration",
             "get",
@@ -390,16 +382,16 @@ def test_audit_append_and_read_in_order(store: Store) -> None:
             "PERMISSION_DENIED",
             "no grant",
         ),
-        repo.AuditRecord(LATER, "privacy-desk", "reveal", "s-1", "phone", "plaintext", "dsar"),
+        AuditRecord(LATER, "privacy-desk", "reveal", "s-1", "phone", "plaintext", "dsar"),
     ]
     for event in events:
         with store.write() as tx:
-            repo.append_audit(tx.data, AUDIT_KEY, event)
+            audit_chain.append(tx.audit, AUDIT_KEY, event)
     with store.read() as tx:
-        assert repo.audit_events(tx.data) == events
-        assert repo.audit_events(tx.data, "s-1") == [events[0], events[2]]
-        assert repo.audit_events(tx.data, "nobody") == []
-        assert all(e.time.tzinfo is not None for e in repo.audit_events(tx.data))
+        assert tx.audit.events() == events
+        assert tx.audit.events("s-1") == [events[0], events[2]]
+        assert tx.audit.events("nobody") == []
+        assert all(e.time.tzinfo is not None for e in tx.audit.events())
 
 
 # -- transactions -------------------------------------------------------------------------
@@ -460,8 +452,8 @@ def test_split_store_keeps_keys_and_data_apart(split_store: Store) -> None:
         repo.insert_data_key(tx.keys, data_key("dek-1"), NOW)
         repo.insert_field(tx.data, stored_field(), b"t" * 32, NOW)
         repo.put_index(tx.data, "s-1", "phone", "phone", b"d" * 16)
-        repo.append_audit(
-            tx.data, AUDIT_KEY, repo.AuditRecord(NOW, "registration", "put", "s-1", "phone")
+        audit_chain.append(
+            tx.audit, AUDIT_KEY, AuditRecord(NOW, "registration", "put", "s-1", "phone")
         )
         repo.remember_idempotency(
             tx.data,

@@ -34,9 +34,10 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Protocol, TextIO
 
+from vault.audit import chain
+from vault.audit.records import AuditAnchor, AuditRecord, ChainedEvent
 from vault.crypto.hash_chain import check_chain_key
 from vault.errors import DataLoss, Unavailable
-from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
 
 log = logging.getLogger("vault.audit")
@@ -89,7 +90,7 @@ class AuditLog:
         self._open_lock = threading.Lock()
         self._sink = sink
         self._sink_lock = threading.Lock()
-        self._buffer: list[repo.AuditRecord] = []
+        self._buffer: list[AuditRecord] = []
         self._buffer_lock = threading.Lock()
         # Held from taking a batch until it is committed, so that a flush() that
         # finds the buffer empty returns only after any batch in flight has landed.
@@ -102,7 +103,7 @@ class AuditLog:
         # Counted events waiting for the next flush: (caller, action, outcome, status, detail).
         self._counts: dict[tuple[str, str, str, str, str], int] = {}
         # The events of the request being served on this thread (or task), if it is scoped.
-        self._request_events: ContextVar[list[repo.AuditRecord] | None] = ContextVar(
+        self._request_events: ContextVar[list[AuditRecord] | None] = ContextVar(
             f"audit_request_events_{id(self)}", default=None
         )
 
@@ -117,8 +118,8 @@ class AuditLog:
         outcome: str,
         status_code: str,
         detail: str,
-    ) -> repo.AuditRecord:
-        return repo.AuditRecord(
+    ) -> AuditRecord:
+        return AuditRecord(
             self._clock(),
             caller,
             action,
@@ -170,7 +171,7 @@ class AuditLog:
         if self._request_events.get() is not None:
             yield
             return
-        events: list[repo.AuditRecord] = []
+        events: list[AuditRecord] = []
         scope = self._request_events.set(events)
         try:
             yield
@@ -303,7 +304,7 @@ class AuditLog:
     def _adopt_unkeyed_chain(self, key: bytes) -> None:
         try:
             with self._store.write() as tx:
-                rechained = repo.rechain_unkeyed_audit(tx.data, key)
+                rechained = chain.rechain_unkeyed(tx.audit, key)
                 if rechained is None:
                     return
                 found = rechained.unkeyed_check
@@ -317,7 +318,7 @@ class AuditLog:
                     )
                 )
                 event = self._event("vault", REKEY_ACTION, "", "", "", "", "ok", "OK", detail)
-                chained = repo.append_audit(tx.data, key, event)
+                chained = chain.append(tx.audit, key, event)
         except Exception:
             raise Unavailable("the audit log cannot be re-chained under its key") from None
         if not found.ok:
@@ -332,18 +333,18 @@ class AuditLog:
         )
         self._write_sink(chained)
 
-    def _append(self, events: list[repo.AuditRecord]) -> None:
+    def _append(self, events: list[AuditRecord]) -> None:
         key = self.open_chain()
         for attempt in (1, 2):
             try:
                 with self._store.write() as tx:
-                    chained = repo.append_audit(tx.data, key, *events)
+                    chained = chain.append(tx.audit, key, *events)
                 break
             except WriteConflictError:
                 # Two first appends both created the chain head; the loser retries.
                 if attempt == 2:
                     raise Unavailable("the audit log cannot be written") from None
-            except repo.UnkeyedChainError:
+            except chain.UnkeyedChainError:
                 log.critical(
                     "the audit chain head in the database is unkeyed although this vault's "
                     "chain is keyed: the database was rewritten; nothing more is appended"
@@ -357,7 +358,7 @@ class AuditLog:
                 raise Unavailable("the audit log cannot be written") from None
         self._write_sink(chained)
 
-    def _write_sink(self, chained: list[repo.ChainedEvent]) -> None:
+    def _write_sink(self, chained: list[ChainedEvent]) -> None:
         """One JSON line per event, each with its position and keyed hash: an anchor.
 
         A copy of the sink kept outside the database's control lets ``pii-vault
@@ -391,10 +392,10 @@ class AuditLog:
             self._sink.flush()
 
     # -- reading -----------------------------------------------------------------
-    def events(self, subject_id: str | None = None) -> list[repo.AuditRecord]:
+    def events(self, subject_id: str | None = None) -> list[AuditRecord]:
         self.flush()
         with self._store.read() as tx:
-            return repo.audit_events(tx.data, subject_id)
+            return tx.audit.events(subject_id)
 
     def page(
         self,
@@ -406,10 +407,9 @@ class AuditLog:
         action: str = "",
         start: datetime | None = None,
         end: datetime | None = None,
-    ) -> list[repo.ChainedEvent]:
+    ) -> list[ChainedEvent]:
         with self._store.read() as tx:
-            return repo.list_audit_events(
-                tx.data,
+            return tx.audit.page(
                 after_sequence=after_sequence,
                 limit=limit,
                 subject_id=subject_id,
@@ -419,14 +419,14 @@ class AuditLog:
                 end=end,
             )
 
-    def anchor(self) -> repo.AuditAnchor:
+    def anchor(self) -> AuditAnchor:
         """The chain head now, for a signed document to carry as its ``audit_anchor``."""
         with self._store.read() as tx:
-            return repo.audit_anchor(tx.data)
+            return chain.anchor(tx.audit)
 
-    def verify(self, anchors: Mapping[int, bytes] | None = None) -> repo.ChainCheck:
+    def verify(self, anchors: Mapping[int, bytes] | None = None) -> chain.ChainCheck:
         """Recompute the chain under the key, and check it against ``anchors``
         (sequence -> hash, recorded outside the database)."""
         key = self.open_chain()
         with self._store.read() as tx:
-            return repo.verify_audit_chain(tx.data, key, anchors)
+            return chain.verify(tx.audit, key, anchors)

@@ -6,13 +6,13 @@ import base64
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from vault.audit.chain import ChainCheck
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditRecord, ChainedEvent
 from vault.domain.authorization import require
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument
 from vault.policy import Action, Policy
-from vault.storage import repository as repo
-from vault.storage.repository import AuditRecord, ChainedEvent
 
 __all__ = ["AuditReader", "AuditRecord", "ChainedEvent"]
 
@@ -92,7 +92,7 @@ class AuditReader:
         events = events[:limit]
         return events, (_page_token(events[-1].sequence) if more and events else "")
 
-    def verify(self, caller: str, anchors: Sequence[tuple[int, bytes]] = ()) -> repo.ChainCheck:
+    def verify(self, caller: str, anchors: Sequence[tuple[int, bytes]] = ()) -> ChainCheck:
         """Recompute the keyed chain and hold it against ``anchors`` (sequence, hash).
 
         Two anchors for one position that disagree cannot both be true: the
@@ -111,7 +111,7 @@ class AuditReader:
                 disagreeing.append(sequence)
         self._require(caller, "audit-verify")
         if disagreeing:
-            return repo.ChainCheck(
+            return ChainCheck(
                 False, 0, min(disagreeing), "two anchors disagree about this position"
             )
         self._audit.flush()

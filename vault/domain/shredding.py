@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import Connection
-
+from vault.audit import chain as audit_chain
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditAnchor
 from vault.crypto.documents import (
     ANY_TYPE,
     DSAR_EXPORT,
@@ -48,7 +48,7 @@ from vault.errors import (
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy
 from vault.storage import repository as repo
-from vault.storage.database import Store, WriteConflictError
+from vault.storage.database import Store, Tx, WriteConflictError
 
 MAX_REASON = 200
 MAX_REQUEST_ID = 128
@@ -74,7 +74,7 @@ class ShredReceipt:
     signing_key_id: str
     # The audit chain's head when the receipt was signed (None on a receipt from
     # before receipts carried one).
-    audit_anchor: repo.AuditAnchor | None = None
+    audit_anchor: AuditAnchor | None = None
 
     @classmethod
     def from_signed(cls, payload: bytes, signature: bytes) -> ShredReceipt:
@@ -95,12 +95,12 @@ class ShredReceipt:
         )
 
 
-def anchor_fields(anchor: repo.AuditAnchor) -> dict[str, object]:
+def anchor_fields(anchor: AuditAnchor) -> dict[str, object]:
     """How a signed document carries the chain head: ``{"sequence": n, "hash": "<hex>"}``."""
     return {"sequence": anchor.sequence, "hash": anchor.hash.hex()}
 
 
-def anchor_from_fields(fields: object) -> repo.AuditAnchor | None:
+def anchor_from_fields(fields: object) -> AuditAnchor | None:
     """The anchor a signed document carries; None when it carries none (or a malformed one)."""
     if not isinstance(fields, dict):
         return None
@@ -111,7 +111,7 @@ def anchor_from_fields(fields: object) -> repo.AuditAnchor | None:
         raw = bytes.fromhex(digest)
     except ValueError:
         return None
-    return repo.AuditAnchor(sequence, raw) if len(raw) == 32 else None
+    return AuditAnchor(sequence, raw) if len(raw) == 32 else None
 
 
 _RECEIPT_FACTS = (
@@ -220,7 +220,7 @@ class Shredder:
             if _is_typed(earlier):
                 return ShredReceipt.from_signed(earlier.payload, earlier.signature)
             with self._store.write() as tx:
-                return self._as_issued(tx.data, earlier)
+                return self._as_issued(tx, earlier)
         if subject is not None and subject.legal_hold:
             self._queue_under_hold(caller, subject_id, reason, request_id)
         try:
@@ -272,7 +272,7 @@ class Shredder:
             if subject is not None and subject.state == repo.SHREDDED:
                 first = repo.receipt_for_subject(tx.data, subject_id)
                 if first is not None:
-                    return self._as_issued(tx.data, first)
+                    return self._as_issued(tx, first)
             if untouched_since is not None and (
                 subject is None or subject.updated_at >= untouched_since
             ):
@@ -301,7 +301,7 @@ class Shredder:
                     "backup_horizon": _optional_iso(self._horizon(now)),
                     # The chain head as this transaction sees it: signed, so kept
                     # outside the database's control with the receipt.
-                    "audit_anchor": anchor_fields(repo.audit_anchor(tx.data)),
+                    "audit_anchor": anchor_fields(audit_chain.anchor(tx.audit)),
                 },
             )
             stored = repo.StoredReceipt(
@@ -314,7 +314,7 @@ class Shredder:
         self._after_shred()
         return ShredReceipt.from_signed(stored.payload, stored.signature)
 
-    def _as_issued(self, conn: Connection, stored: repo.StoredReceipt) -> ShredReceipt:
+    def _as_issued(self, tx: Tx, stored: repo.StoredReceipt) -> ShredReceipt:
         """A stored receipt as it is handed out again.
 
         One signed before receipts were typed documents (no ``type``) would be
@@ -327,7 +327,7 @@ class Shredder:
         body = strict_loads(stored.payload)
         fields: dict[str, object] = {name: body[name] for name in _RECEIPT_FACTS if name in body}
         fields["reissued_at"] = self._clock().isoformat()
-        fields["audit_anchor"] = anchor_fields(repo.audit_anchor(conn))
+        fields["audit_anchor"] = anchor_fields(audit_chain.anchor(tx.audit))
         signed = self._signer.sign_document(SHRED_RECEIPT, fields)
         reissued = repo.StoredReceipt(
             stored.request_id,
@@ -336,7 +336,7 @@ class Shredder:
             signed.signature,
             self._signer.key_id,
         )
-        repo.reissue_receipt(conn, reissued)
+        repo.reissue_receipt(tx.data, reissued)
         return ShredReceipt.from_signed(reissued.payload, reissued.signature)
 
     # -- DSAR exports -----------------------------------------------------------------

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from vault import fields
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditRecord
 from vault.crypto.blind_index import BlindIndexer
 from vault.crypto.envelope import FieldCipher, InvalidCiphertextError, RandomSource
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
@@ -706,7 +707,7 @@ class Vault:
 
     def export_subject(
         self, caller: str, subject_id: str, purpose: str
-    ) -> tuple[list[FieldRead], list[repo.AuditRecord]]:
+    ) -> tuple[list[FieldRead], list[AuditRecord]]:
         """Every field in plaintext and the subject's access history, for a DSAR.
 
         Needs the ``export`` action for the purpose (``dsar`` by default) and

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -27,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from vault.errors import DataLoss, Unavailable, VaultError
+from vault.storage.audit_events import AuditEventRows
 
 log = logging.getLogger("vault.storage")
 
@@ -111,6 +113,10 @@ class Tx:
     data: Connection
     keys: Connection
     _after_commit_keys: list[Callable[[Connection], None]] = field(default_factory=list)
+
+    @cached_property
+    def audit(self) -> AuditEventRows:
+        return AuditEventRows(self.data)
 
     def delete_keys_after_commit(self, action: Callable[[Connection], None]) -> None:
         """Run ``action`` on the key store once the data rows are committed."""

@@ -35,7 +35,8 @@ from sqlalchemy.exc import DBAPIError
 from vault.errors import DataLoss, Unavailable
 from vault.fields.base import FieldType
 from vault.storage.database import database_failure, make_engine
-from vault.storage.repository import GET_FIELD, StoredField, aware
+from vault.storage.repository import GET_FIELD, StoredField
+from vault.storage.rows import aware
 
 _FIELD_TYPES = frozenset(t.value for t in FieldType)
 _BINARY = (bytes, bytearray, memoryview)

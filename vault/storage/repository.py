@@ -7,10 +7,8 @@ read path uses SQLAlchemy Core statements built once at import time.
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -26,12 +24,9 @@ from sqlalchemy import (
     update,
 )
 
-from vault.crypto.hash_chain import GENESIS, KEYED, chain_hash, unkeyed_hash
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage.models import (
-    AuditEventRow,
-    AuditHeadRow,
     BlindIndexRow,
     CanaryRow,
     ConsentRow,
@@ -44,6 +39,7 @@ from vault.storage.models import (
     SubjectKeyRow,
     SubjectRow,
 )
+from vault.storage.rows import aware
 
 ACTIVE = "active"
 SHREDDED = "shredded"
@@ -55,8 +51,6 @@ _data_keys = cast(Table, DataKeyRow.__table__)
 _index = cast(Table, BlindIndexRow.__table__)
 _idem = cast(Table, IdempotencyRow.__table__)
 _index_keys = cast(Table, IndexKeyRow.__table__)
-_audit = cast(Table, AuditEventRow.__table__)
-_head = cast(Table, AuditHeadRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -92,25 +86,6 @@ class IndexKeyMaterial:
     field_type: str
     key_id: str
     wrapped: WrappedKey
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    time: datetime
-    caller: str
-    action: str
-    subject_id: str = ""
-    field: str = ""
-    view: str = ""
-    purpose: str = ""
-    outcome: str = "ok"
-    status_code: str = "OK"
-    detail: str = ""
-
-
-def aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time the vault stores is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # -- subjects -------------------------------------------------------------------
@@ -425,308 +400,6 @@ def insert_index_key(conn: Connection, material: IndexKeyMaterial, now: datetime
             created_at=now,
         )
     )
-
-
-# -- audit -------------------------------------------------------------------------------------
-_AUDIT_COLUMNS = (
-    "sequence",
-    "time",
-    "caller",
-    "action",
-    "subject_id",
-    "field",
-    "view",
-    "purpose",
-    "outcome",
-    "status_code",
-    "detail",
-)
-
-
-@dataclass(frozen=True)
-class ChainedEvent:
-    sequence: int
-    record: AuditRecord
-    prev_hash: bytes
-    hash: bytes
-
-
-@dataclass(frozen=True)
-class AuditAnchor:
-    """A chain position and its hash as recorded outside the database (a sink line,
-    a receipt, an export): the chain must still hold exactly that event there."""
-
-    sequence: int
-    hash: bytes
-
-
-@dataclass(frozen=True)
-class ChainCheck:
-    ok: bool
-    events_checked: int
-    first_bad_position: int
-    problem: str
-    anchors_checked: int = 0
-
-
-@dataclass(frozen=True)
-class Rechained:
-    """What re-chaining an unkeyed chain found and did."""
-
-    events: int
-    unkeyed_check: ChainCheck
-
-
-class UnkeyedChainError(Exception):
-    """The chain head says the chain is unkeyed: it must be re-chained under the key first."""
-
-
-def _audit_document(sequence: int, record: AuditRecord) -> dict[str, object]:
-    document: dict[str, object] = {
-        name: getattr(record, name) for name in _AUDIT_COLUMNS if name not in ("sequence", "time")
-    }
-    document["sequence"] = sequence
-    document["time"] = aware(record.time).astimezone(UTC).isoformat()
-    return document
-
-
-def audit_anchor(conn: Connection) -> AuditAnchor:
-    """The chain head now: what a receipt or an export signs as its ``audit_anchor``."""
-    head = conn.execute(
-        select(_head.c.last_sequence, _head.c.last_hash).where(_head.c.id == 1)
-    ).first()
-    return AuditAnchor(0, GENESIS) if head is None else AuditAnchor(head[0], bytes(head[1]))
-
-
-def append_audit(conn: Connection, key: bytes, *records: AuditRecord) -> list[ChainedEvent]:
-    """Append events to the keyed chain, holding the chain head's row lock until commit.
-
-    The head row serialises appenders across replicas (PostgreSQL row lock;
-    SQLite write transactions are serial anyway), so the chain never forks.
-    One read of the head, one insert of all rows, one update of the head,
-    whatever the number of events. Refuses (``UnkeyedChainError``) to extend
-    a chain whose head is unkeyed: that one is re-chained first, or refused.
-    """
-    head = conn.execute(
-        select(_head.c.last_sequence, _head.c.last_hash, _head.c.scheme)
-        .where(_head.c.id == 1)
-        .with_for_update()
-    ).first()
-    if head is None:
-        conn.execute(insert(_head).values(id=1, last_sequence=0, last_hash=GENESIS, scheme=KEYED))
-        sequence, prev = 0, GENESIS
-    elif head[2] != KEYED:
-        raise UnkeyedChainError("the audit chain head is unkeyed")
-    else:
-        sequence, prev = head[0], bytes(head[1])
-    rows = []
-    chained = []
-    for record in records:
-        sequence += 1
-        digest = chain_hash(key, prev, _audit_document(sequence, record))
-        rows.append(
-            {
-                "sequence": sequence,
-                "time": record.time,
-                "caller": record.caller,
-                "action": record.action,
-                "subject_id": record.subject_id,
-                "field": record.field,
-                "view": record.view,
-                "purpose": record.purpose,
-                "outcome": record.outcome,
-                "status_code": record.status_code,
-                "detail": record.detail,
-                "prev_hash": prev,
-                "hash": digest,
-            }
-        )
-        chained.append(ChainedEvent(sequence, record, prev, digest))
-        prev = digest
-    if rows:
-        conn.execute(insert(_audit), rows)
-        conn.execute(
-            update(_head).where(_head.c.id == 1).values(last_sequence=sequence, last_hash=prev)
-        )
-    return chained
-
-
-def audit_chain_scheme(conn: Connection) -> str | None:
-    """The head's scheme (``KEYED`` or ``UNKEYED``), or None before the first event."""
-    return conn.execute(select(_head.c.scheme).where(_head.c.id == 1)).scalar_one_or_none()
-
-
-def rechain_unkeyed_audit(conn: Connection, key: bytes, batch: int = 5000) -> Rechained | None:
-    """Recompute an unkeyed chain's hashes under ``key`` and mark the head keyed.
-
-    Returns None when there is nothing to do (no head, or already keyed).
-    The unkeyed chain is checked first and the result returned, so that the
-    caller can record what it was; the rows are re-chained as they stand, in
-    sequence order, so a gap stays a gap. Holds the head's row lock: one
-    replica re-chains, the others then find the head keyed.
-    """
-    head = conn.execute(
-        select(_head.c.scheme).where(_head.c.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None or head == KEYED:
-        return None
-    unkeyed_check = _walk_chain(conn, lambda prev, doc: unkeyed_hash(prev, doc), {}, batch)
-    prev, after, count = GENESIS, 0, 0
-    while True:
-        rows = conn.execute(
-            select(_audit).where(_audit.c.sequence > after).order_by(_audit.c.sequence).limit(batch)
-        ).all()
-        changes = []
-        for row in rows:
-            digest = chain_hash(key, prev, _audit_document(row.sequence, _record(row)))
-            changes.append({"at": row.sequence, "new_prev": prev, "new_hash": digest})
-            prev, after, count = digest, row.sequence, count + 1
-        if changes:
-            conn.execute(
-                update(_audit)
-                .where(_audit.c.sequence == bindparam("at"))
-                .values(prev_hash=bindparam("new_prev"), hash=bindparam("new_hash")),
-                changes,
-            )
-        if len(rows) < batch:
-            break
-    conn.execute(
-        update(_head)
-        .where(_head.c.id == 1)
-        .values(last_sequence=after, last_hash=prev, scheme=KEYED)
-    )
-    return Rechained(count, unkeyed_check)
-
-
-def _record(row: Row[*tuple[Any, ...]]) -> AuditRecord:
-    r = row._mapping
-    return AuditRecord(
-        aware(r["time"]),
-        r["caller"],
-        r["action"],
-        r["subject_id"],
-        r["field"],
-        r["view"],
-        r["purpose"],
-        r["outcome"],
-        r["status_code"],
-        r["detail"],
-    )
-
-
-def audit_events(conn: Connection, subject_id: str | None = None) -> list[AuditRecord]:
-    statement = select(_audit).order_by(_audit.c.sequence)
-    if subject_id is not None:
-        statement = statement.where(_audit.c.subject_id == subject_id)
-    return [_record(row) for row in conn.execute(statement)]
-
-
-def list_audit_events(
-    conn: Connection,
-    *,
-    after_sequence: int = 0,
-    limit: int = 100,
-    subject_id: str = "",
-    caller: str = "",
-    action: str = "",
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> list[ChainedEvent]:
-    statement = select(_audit).where(_audit.c.sequence > after_sequence)
-    if subject_id:
-        statement = statement.where(_audit.c.subject_id == subject_id)
-    if caller:
-        statement = statement.where(_audit.c.caller == caller)
-    if action:
-        statement = statement.where(_audit.c.action == action)
-    if start is not None:
-        statement = statement.where(_audit.c.time >= start)
-    if end is not None:
-        statement = statement.where(_audit.c.time < end)
-    rows = conn.execute(statement.order_by(_audit.c.sequence).limit(limit))
-    return [
-        ChainedEvent(row.sequence, _record(row), bytes(row.prev_hash), bytes(row.hash))
-        for row in rows
-    ]
-
-
-def verify_audit_chain(
-    conn: Connection, key: bytes, anchors: Mapping[int, bytes] | None = None, batch: int = 5000
-) -> ChainCheck:
-    """Recompute the keyed chain from the first event; name the first position that breaks.
-
-    ``anchors`` (sequence -> hash, from outside the database) must each name
-    an event the chain still holds with exactly that hash: an anchor past the
-    end means events were removed from the tail, even if the head was rewound.
-    """
-    if audit_chain_scheme(conn) not in (None, KEYED):
-        return ChainCheck(False, 0, 1, "the chain is not keyed under this vault's audit key")
-    return _walk_chain(conn, lambda prev, doc: chain_hash(key, prev, doc), anchors or {}, batch)
-
-
-def _walk_chain(
-    conn: Connection,
-    digest_of: Callable[[bytes, Mapping[str, object]], bytes],
-    anchors: Mapping[int, bytes],
-    batch: int,
-) -> ChainCheck:
-    expected, prev, checked, matched = 1, GENESIS, 0, 0
-    empty = anchors.get(0)  # position 0 is the empty chain, anchored before any event
-    if empty is not None:
-        if empty != GENESIS:
-            return ChainCheck(False, 0, 1, "an anchor of the empty chain has a hash")
-        matched += 1
-    while True:
-        rows = conn.execute(
-            select(_audit)
-            .where(_audit.c.sequence >= expected)
-            .order_by(_audit.c.sequence)
-            .limit(batch)
-        ).all()
-        for row in rows:
-            if row.sequence != expected:
-                return ChainCheck(
-                    False, checked, expected, "an event is missing (sequence gap)", matched
-                )
-            if bytes(row.prev_hash) != prev:
-                return ChainCheck(
-                    False, checked, expected, "the event does not follow its predecessor", matched
-                )
-            digest = digest_of(prev, _audit_document(row.sequence, _record(row)))
-            if not hmac.compare_digest(digest, bytes(row.hash)):
-                return ChainCheck(False, checked, expected, "the event was altered", matched)
-            anchored = anchors.get(expected)
-            if anchored is not None:
-                if not hmac.compare_digest(anchored, digest):
-                    return ChainCheck(
-                        False,
-                        checked,
-                        expected,
-                        "the event is not the one an anchor recorded at this position",
-                        matched,
-                    )
-                matched += 1
-            prev, expected, checked = digest, expected + 1, checked + 1
-        if len(rows) < batch:
-            break
-    head = conn.execute(select(_head.c.last_sequence, _head.c.last_hash)).first()
-    if head is None and checked:
-        return ChainCheck(False, checked, checked + 1, "the chain head is missing", matched)
-    last_sequence, last_hash = (0, GENESIS) if head is None else (head[0], bytes(head[1]))
-    if last_sequence != checked or last_hash != prev:
-        return ChainCheck(
-            False, checked, checked + 1, "events after this position were removed", matched
-        )
-    beyond = [sequence for sequence in anchors if sequence > checked]
-    if beyond:
-        return ChainCheck(
-            False,
-            checked,
-            checked + 1,
-            f"events after this position were removed (an anchor names position {max(beyond)})",
-            matched,
-        )
-    return ChainCheck(True, checked, -1, "", matched)
 
 
 # -- shredding and legal holds -----------------------------------------------------------------

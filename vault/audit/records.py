@@ -1,0 +1,51 @@
+"""The audit log's records: what one event says, and where it sits in the chain.
+
+Plain values, shared by the audit chain (``vault.audit.chain``), the storage
+that keeps them (``vault.storage.audit_events``) and the domain that reads
+them; no layer's library leaks through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    time: datetime
+    caller: str
+    action: str
+    subject_id: str = ""
+    field: str = ""
+    view: str = ""
+    purpose: str = ""
+    outcome: str = "ok"
+    status_code: str = "OK"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ChainedEvent:
+    sequence: int
+    record: AuditRecord
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """A chain position and its hash as recorded outside the database (a sink line,
+    a receipt, an export): the chain must still hold exactly that event there."""
+
+    sequence: int
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """The stored chain head: the newest event's position and hash, and the scheme."""
+
+    last_sequence: int
+    last_hash: bytes
+    scheme: str

@@ -1,0 +1,150 @@
+"""Audit events and the chain head, stored and paged; never hashed here.
+
+The chain's hashes are computed and verified in ``vault.audit.chain``; these
+rows only keep what it computed. The head row serialises appenders across
+replicas (``head(lock=True)`` is a PostgreSQL row lock; SQLite write
+transactions are serial anyway), so the chain never forks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+
+from vault.audit.records import AuditHead, AuditRecord, ChainedEvent
+from vault.storage.models import AuditEventRow, AuditHeadRow
+from vault.storage.rows import aware
+
+_audit = cast(Table, AuditEventRow.__table__)
+_head = cast(Table, AuditHeadRow.__table__)
+_REHASH = (
+    update(_audit)
+    .where(_audit.c.sequence == bindparam("at"))
+    .values(prev_hash=bindparam("new_prev"), hash=bindparam("new_hash"))
+)
+
+
+def _record(row: Row[*tuple[Any, ...]]) -> AuditRecord:
+    r = row._mapping
+    return AuditRecord(
+        aware(r["time"]),
+        r["caller"],
+        r["action"],
+        r["subject_id"],
+        r["field"],
+        r["view"],
+        r["purpose"],
+        r["outcome"],
+        r["status_code"],
+        r["detail"],
+    )
+
+
+def _chained(row: Row[*tuple[Any, ...]]) -> ChainedEvent:
+    return ChainedEvent(row.sequence, _record(row), bytes(row.prev_hash), bytes(row.hash))
+
+
+class AuditEventRows:
+    """The ``audit_events`` and ``audit_head`` tables on one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def head(self, *, lock: bool = False) -> AuditHead | None:
+        statement = select(_head.c.last_sequence, _head.c.last_hash, _head.c.scheme).where(
+            _head.c.id == 1
+        )
+        if lock:
+            statement = statement.with_for_update()
+        row = self._conn.execute(statement).first()
+        return None if row is None else AuditHead(row[0], bytes(row[1]), row[2])
+
+    def create_head(self, last_hash: bytes, scheme: str) -> None:
+        """The head of an empty chain; a concurrent creator makes this a write conflict."""
+        self._conn.execute(
+            insert(_head).values(id=1, last_sequence=0, last_hash=last_hash, scheme=scheme)
+        )
+
+    def set_head(self, last_sequence: int, last_hash: bytes, scheme: str | None = None) -> None:
+        values: dict[str, object] = {"last_sequence": last_sequence, "last_hash": last_hash}
+        if scheme is not None:
+            values["scheme"] = scheme
+        self._conn.execute(update(_head).where(_head.c.id == 1).values(**values))
+
+    def insert(self, events: Sequence[ChainedEvent]) -> None:
+        """One insert of all rows, whatever their number."""
+        if not events:
+            return
+        self._conn.execute(
+            insert(_audit),
+            [
+                {
+                    "sequence": e.sequence,
+                    "time": e.record.time,
+                    "caller": e.record.caller,
+                    "action": e.record.action,
+                    "subject_id": e.record.subject_id,
+                    "field": e.record.field,
+                    "view": e.record.view,
+                    "purpose": e.record.purpose,
+                    "outcome": e.record.outcome,
+                    "status_code": e.record.status_code,
+                    "detail": e.record.detail,
+                    "prev_hash": e.prev_hash,
+                    "hash": e.hash,
+                }
+                for e in events
+            ],
+        )
+
+    def chain_from(self, first_sequence: int, limit: int) -> list[ChainedEvent]:
+        """Up to ``limit`` events from ``first_sequence`` on, in sequence order, gaps kept."""
+        rows = self._conn.execute(
+            select(_audit)
+            .where(_audit.c.sequence >= first_sequence)
+            .order_by(_audit.c.sequence)
+            .limit(limit)
+        )
+        return [_chained(row) for row in rows]
+
+    def rehash(self, changes: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Set (sequence, prev_hash, hash) of stored events, in one statement."""
+        if changes:
+            self._conn.execute(
+                _REHASH,
+                [{"at": at, "new_prev": prev, "new_hash": digest} for at, prev, digest in changes],
+            )
+
+    def events(self, subject_id: str | None = None) -> list[AuditRecord]:
+        statement = select(_audit).order_by(_audit.c.sequence)
+        if subject_id is not None:
+            statement = statement.where(_audit.c.subject_id == subject_id)
+        return [_record(row) for row in self._conn.execute(statement)]
+
+    def page(
+        self,
+        *,
+        after_sequence: int = 0,
+        limit: int = 100,
+        subject_id: str = "",
+        caller: str = "",
+        action: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[ChainedEvent]:
+        statement = select(_audit).where(_audit.c.sequence > after_sequence)
+        if subject_id:
+            statement = statement.where(_audit.c.subject_id == subject_id)
+        if caller:
+            statement = statement.where(_audit.c.caller == caller)
+        if action:
+            statement = statement.where(_audit.c.action == action)
+        if start is not None:
+            statement = statement.where(_audit.c.time >= start)
+        if end is not None:
+            statement = statement.where(_audit.c.time < end)
+        rows = self._conn.execute(statement.order_by(_audit.c.sequence).limit(limit))
+        return [_chained(row) for row in rows]
