@@ -35,8 +35,13 @@ _LISTENING = re.compile(r"^listening on (?P<host>\S+):(?P<port>\d+)$", re.MULTIL
 
 
 def clean_env() -> dict[str, str]:
-    """The test runner's environment without any ``VAULT_*`` setting that could leak in."""
-    return {name: value for name, value in os.environ.items() if not name.startswith("VAULT_")}
+    """The test runner's environment without any ``PII_VAULT_*`` or (deprecated) ``VAULT_*``
+    setting that could leak in."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("VAULT_", "PII_VAULT_"))
+    }
 
 
 def vault_command(*args: str) -> list[str]:

@@ -1,7 +1,16 @@
-"""Settings, built once at start-up from flags and ``VAULT_*`` variables.
+"""Settings: every flag and ``PII_VAULT_*`` variable, declared once, built once at start-up.
+
+Precedence, for each setting: a command-line flag, then ``PII_VAULT_<NAME>``,
+then the deprecated ``VAULT_<NAME>`` (``vault.environment``), then the
+default. A ``Settings`` built in code reads no environment at all: only
+``from_env`` does, so a test or ``init`` gets exactly what it asked for.
 
 Secrets never come from the command line: the keyring, TLS keys and database
-passwords live in files or the environment.
+passwords live in files or the environment. ``--plaintext`` is a flag only,
+never a variable, so that no inherited environment can turn TLS off.
+
+The README's settings table is generated from these declarations
+(``scripts/settings_table.py``), and a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -10,37 +19,152 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-DEFAULT_LISTEN = "127.0.0.1:50051"
-DEFAULT_DATA_DIR = "var/vault"
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from vault.client import DEFAULT_TARGET
+from vault.environment import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_LISTEN,
+    DEFAULT_LOG_LEVEL,
+    SettingsError,
+    read_variable,
+    variable_name,
+)
+
+__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_LISTEN", "Settings", "SettingsError", "from_env"]
+
+# Values of PII_VAULT_ROTATION_DAYS that turn scheduled rotation off, besides 0.
+ROTATION_OFF_WORDS = frozenset({"off", "false", "no", "never"})
+
+# Marks a setting that no variable sets (a flag only, or fixed).
+NO_VARIABLE = ""
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    listen: str = DEFAULT_LISTEN
-    database_url: str = ""
-    key_database_url: str = ""
-    key_provider: str = ""
-    policy_path: Path | None = None
-    workers: int = 1
-    threads: int = 16
-    max_message_bytes: int = 256 * 1024
-    plaintext: bool = False
-    grace_seconds: float = 10.0
-    receipt_key_path: Path | None = None
-    # Days between scheduled master-key rotations (the maintenance loop rotates,
-    # rewraps and retires); 0 (or VAULT_ROTATION_DAYS=off) turns the schedule off,
-    # and shred receipts then promise no backup horizon.
-    rotation_days: int = 30
-    retention_path: Path | None = None
-    # Seconds between maintenance runs in the server (retention, checkpoint,
-    # VACUUM); 0 turns the maintenance thread off.
-    retention_interval: float = 3600.0
-    # Seconds between checks of the key provider; a failed check seals the vault.
-    seal_check_interval: float = 1.0
-    # Hours an idempotency key answers a caller's retry; expired records are purged.
-    idempotency_ttl_hours: float = 24.0
+def _setting(
+    default: Any, meaning: str, *, flags: tuple[str, ...] = (), variable: str | None = None
+) -> Any:
+    """A declared setting: its default, what it means, its flags and its variable's suffix.
+
+    ``variable`` defaults to the field name in capitals; ``NO_VARIABLE`` for none.
+    """
+    extra: dict[str, Any] = {"flags": list(flags)}
+    if variable is not None:
+        extra["variable"] = variable
+    return Field(default, description=meaning, json_schema_extra=extra)
+
+
+class Settings(BaseSettings):
+    """The vault's settings; immutable, validated, built once and passed in."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = _setting(
+        Path(DEFAULT_DATA_DIR),
+        "data directory: keyring, dev TLS, policy, retention rules, receipt key, SQLite",
+        flags=("--data-dir",),
+    )
+    listen: str = _setting(
+        DEFAULT_LISTEN,
+        "HOST:PORT the server listens on (port 0: any free one)",
+        flags=("--listen",),
+    )
+    target: str = _setting(
+        DEFAULT_TARGET, "HOST:PORT of the server the caller commands call", flags=("--target",)
+    )
+    database_url: str = _setting(
+        "",
+        "SQLAlchemy URL of the data store (default: SQLite at DIR/vault.db)",
+        flags=("--database-url",),
+    )
+    key_database_url: str = _setting(
+        "",
+        "separate database for wrapped keys (default: the data store)",
+        flags=("--key-database-url",),
+    )
+    key_provider: str = _setting(
+        "",
+        "master key URI (default local://DIR/keyring.json)",
+        flags=("--key-provider",),
+    )
+    policy_path: Path | None = _setting(
+        None, "access policy file (default DIR/policy.toml)", flags=("--policy",), variable="POLICY"
+    )
+    workers: int = _setting(
+        1, "server processes sharing the port (SO_REUSEPORT)", flags=("--workers",)
+    )
+    threads: int = _setting(16, "RPC threads per server process", flags=("--threads",))
+    max_message_bytes: int = _setting(256 * 1024, "largest gRPC message the server accepts")
+    plaintext: bool = _setting(
+        False,
+        "serve without TLS (loopback only; caller from x-vault-caller metadata); flag only",
+        flags=("--plaintext",),
+        variable=NO_VARIABLE,
+    )
+    grace_seconds: float = _setting(
+        10.0, "seconds calls in flight get to finish on SIGTERM (fixed)", variable=NO_VARIABLE
+    )
+    receipt_key_path: Path | None = _setting(
+        None,
+        "Ed25519 key that signs receipts and exports (default DIR/receipt-signing.key)",
+        variable="RECEIPT_KEY",
+    )
+    # The maintenance loop rotates, rewraps and retires on this schedule; with it
+    # off, shred receipts promise no backup horizon.
+    rotation_days: int = _setting(
+        30, "days between scheduled master-key rotations; 0 or off: no schedule"
+    )
+    retention_path: Path | None = _setting(
+        None,
+        "retention rules (default DIR/retention.toml)",
+        flags=("--retention",),
+        variable="RETENTION",
+    )
+    retention_interval: float = _setting(
+        3600.0,
+        "seconds between maintenance runs (retention, rotation, checkpoint); 0: none",
+        flags=("--retention-interval",),
+    )
+    seal_check_interval: float = _setting(
+        1.0, "seconds between checks of the key provider; a failed check seals the vault"
+    )
+    idempotency_ttl_hours: float = _setting(
+        24.0, "hours an idempotency key answers a caller's retry"
+    )
+    audit_jsonl: str = _setting(
+        "", "also write audit events as JSON lines: - for stdout, or a file to append to"
+    )
+    log_level: str = _setting(DEFAULT_LOG_LEVEL, "log level: DEBUG, INFO, WARNING or ERROR")
+    reuse_port: bool = _setting(
+        False, "set by the --workers supervisor for its worker processes; not for operators"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the arguments: the environment is read by ``from_env``, never implicitly."""
+        return (init_settings,)
+
+    @field_validator("policy_path", "receipt_key_path", "retention_path", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("rotation_days", mode="before")
+    @classmethod
+    def _rotation_off_words(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ROTATION_OFF_WORDS:
+            return 0
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -67,58 +191,77 @@ class Settings:
         return self.retention_path or self.data_dir / "retention.toml"
 
 
-ENV_NAMES = {
-    "data_dir": "VAULT_DATA_DIR",
-    "listen": "VAULT_LISTEN",
-    "database_url": "VAULT_DATABASE_URL",
-    "key_database_url": "VAULT_KEY_DATABASE_URL",
-    "key_provider": "VAULT_KEY_PROVIDER",
-    "policy_path": "VAULT_POLICY",
-    "workers": "VAULT_WORKERS",
-    "threads": "VAULT_THREADS",
-    "max_message_bytes": "VAULT_MAX_MESSAGE_BYTES",
-    "receipt_key_path": "VAULT_RECEIPT_KEY",
-    "rotation_days": "VAULT_ROTATION_DAYS",
-    "retention_path": "VAULT_RETENTION",
-    "retention_interval": "VAULT_RETENTION_INTERVAL",
-    "seal_check_interval": "VAULT_SEAL_CHECK_INTERVAL",
-    "idempotency_ttl_hours": "VAULT_IDEMPOTENCY_TTL_HOURS",
-}
+@dataclass(frozen=True)
+class Declared:
+    """One row of the settings table: how a setting is set, its default, what it means."""
+
+    name: str
+    flags: tuple[str, ...]
+    variable: str | None  # the full PII_VAULT_ name; None when no variable sets it
+    default: object
+    meaning: str
 
 
-# Values of VAULT_ROTATION_DAYS that turn scheduled rotation off, besides 0.
-ROTATION_OFF_WORDS = frozenset({"off", "false", "no", "never"})
+def _declared(name: str, field: FieldInfo) -> Declared:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    suffix = extra.get("variable", name.upper())
+    flags = extra.get("flags", [])
+    return Declared(
+        name=name,
+        flags=tuple(str(flag) for flag in flags) if isinstance(flags, list) else (),
+        variable=variable_name(str(suffix)) if suffix != NO_VARIABLE else None,
+        default=field.default,
+        meaning=field.description or "",
+    )
+
+
+def declared_settings() -> list[Declared]:
+    """Every setting, in declaration order."""
+    return [_declared(name, field) for name, field in Settings.model_fields.items()]
+
+
+class _Variables(PydanticBaseSettingsSource):
+    """Values from ``PII_VAULT_*`` (or deprecated ``VAULT_*``) variables of one mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        declared = _declared(field_name, field)
+        if declared.variable is None:
+            return None, field_name, False
+        suffix = declared.variable.removeprefix(variable_name(""))
+        return read_variable(suffix, self._environ), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                found[key] = value
+        return found
 
 
 def from_env(overrides: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
-    """Flags (``overrides``, ``None`` meaning unset) win over ``VAULT_*`` variables."""
-    env = os.environ if env is None else env
-    values: dict[str, object] = {}
-    for name, variable in ENV_NAMES.items():
-        flag = overrides.get(name)
-        if flag is not None:
-            values[name] = flag
-        elif variable in env:
-            values[name] = env[variable]
-    for key in ("plaintext",):
-        if overrides.get(key) is not None:
-            values[key] = overrides[key]
-    data_dir = Path(str(values.pop("data_dir", DEFAULT_DATA_DIR)))
-    policy = values.pop("policy_path", None)
-    receipt_key = values.pop("receipt_key_path", None)
-    retention = values.pop("retention_path", None)
-    for name in ("retention_interval", "seal_check_interval", "idempotency_ttl_hours"):
-        if name in values:
-            values[name] = float(str(values[name]))
-    if str(values.get("rotation_days", "")).strip().lower() in ROTATION_OFF_WORDS:
-        values["rotation_days"] = 0
-    for name in ("workers", "threads", "max_message_bytes", "rotation_days"):
-        if name in values:
-            values[name] = int(str(values[name]))
-    return Settings(
-        data_dir=data_dir,
-        policy_path=Path(str(policy)) if policy else None,
-        receipt_key_path=Path(str(receipt_key)) if receipt_key else None,
-        retention_path=Path(str(retention)) if retention else None,
-        **values,  # type: ignore[arg-type]
-    )
+    """Flags (``overrides``, ``None`` meaning unset) win over variables, which win over defaults.
+
+    Raises ``SettingsError`` naming the flag and variable of a value that does not fit.
+    """
+    from_variables = _Variables(Settings, os.environ if env is None else env)()
+    flags = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**{**from_variables, **flags})
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    by_name = {declared.name: declared for declared in declared_settings()}
+    problems = []
+    for problem in error.errors(include_input=False, include_url=False):
+        name = str(problem["loc"][0]) if problem["loc"] else "?"
+        declared = by_name.get(name)
+        where = [*declared.flags, declared.variable or ""] if declared else [name]
+        problems.append(f"{' / '.join(w for w in where if w)}: {problem['msg']}")
+    return "; ".join(problems)

@@ -12,12 +12,14 @@ import json
 import socket
 import stat
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from vault_server import clean_env, vault_command
 
 if TYPE_CHECKING:
     from vault_server import VaultServer
@@ -152,3 +154,58 @@ def test_health_fails_when_nothing_listens(
     assert done.returncode == 1
     assert done.stderr.startswith("UNAVAILABLE")
     assert "SERVING" not in done.stdout
+
+
+# -- start-up cost and settings, as a process sees them ------------------------------------
+SERVER_SIDE = ("sqlalchemy", "alembic", "pydantic", "phonenumbers", "vault.domain", "vault.storage")
+SERVER_SIDE += ("vault.transport", "vault.bootstrap", "vault.config", "vault.fields")
+
+
+def test_the_caller_commands_load_no_server_layer() -> None:
+    """What ``pii-vault get`` imports before it calls: the wire types and the client, no more.
+
+    The check first proves it can see a server module (``serve`` loads them), then
+    finds none loaded on the caller path: that is what keeps a caller command fast.
+    """
+    probe = "import sys, vault.cli; {extra}print('\\n'.join(sorted(sys.modules)))"
+
+    def loaded(extra: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(extra=extra)],
+            capture_output=True, text=True, env=clean_env(), check=True, timeout=60,
+        )  # fmt: skip
+        return set(done.stdout.split())
+
+    def server_side(modules: set[str]) -> set[str]:
+        return {m for m in modules if m.startswith(SERVER_SIDE)}
+
+    assert "vault.config" in server_side(loaded("import vault.bootstrap.app; "))
+    caller = loaded("vault.cli.build_parser().parse_args(['get', '--as', 'a', 's', 'f']); ")
+    assert "vault.cli.client_commands" in caller
+    assert server_side(caller) == set()
+
+
+def test_a_bad_setting_refuses_to_serve_naming_the_flag_and_variable(tmp_path: Path) -> None:
+    env = {**clean_env(), "PII_VAULT_THREADS": "many"}
+    done = subprocess.run(
+        vault_command("serve", "--data-dir", str(tmp_path)),
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "invalid setting: --threads / PII_VAULT_THREADS" in done.stderr
+    assert "many" not in done.stderr
+
+
+def test_an_old_variable_name_still_works_and_says_its_new_name(
+    initialised: tuple[Path, str],
+) -> None:
+    data_dir, _ = initialised
+    env = {**clean_env(), "VAULT_DATA_DIR": str(data_dir)}
+    done = subprocess.run(
+        vault_command("policy", "explain", "--as", "admin", "admin"),
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"policy:  {data_dir / 'policy.toml'}" in done.stdout
+    warning = "VAULT_DATA_DIR is deprecated; set PII_VAULT_DATA_DIR instead"
+    assert done.stderr.count(warning) == 1

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 from vault.audit.log import AuditLog
@@ -43,9 +44,9 @@ from vault.keys.provider import KeyProvider
 from vault.keys.uri import provider_from_uri
 from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store, retry_on_write_conflict
 from vault.storage.hot_reads import HotReads
+from vault.storage.index_keys import IndexKeyMaterial
 
 log = logging.getLogger("vault.bootstrap")
 
@@ -108,16 +109,16 @@ class _PartlySealedIndexer(BlindIndexer):
 def load_index_keys(store: Store, provider: KeyProvider) -> BlindIndexer:
     """Unwrap the blind-index keys, creating missing ones (any replica may race)."""
 
-    def create_missing() -> dict[str, repo.IndexKeyMaterial]:
+    def create_missing() -> dict[str, IndexKeyMaterial]:
         with store.write() as tx:
-            existing = {m.field_type: m for m in repo.index_keys(tx.keys)}
+            existing = {m.field_type: m for m in tx.index_keys.index_keys()}
             for field_type in FieldType:
                 if field_type in existing:
                     continue
                 key_id = new_id()
                 wrapped = provider.wrap(new_key(), index_key_context(field_type, key_id))
-                material = repo.IndexKeyMaterial(field_type, key_id, wrapped)
-                repo.insert_index_key(tx.keys, material, utc_now())
+                material = IndexKeyMaterial(field_type, key_id, wrapped)
+                tx.index_keys.insert_index_key(material, utc_now())
                 existing[field_type] = material
         return existing
 
@@ -169,13 +170,13 @@ def load_receipt_signer(path: Path) -> ReceiptSigner:
 def rotation_schedule_for(settings: Settings) -> RotationSchedule:
     """The master-key rotation schedule the maintenance loop runs with these settings.
 
-    Off when ``rotation_days`` is 0 (``VAULT_ROTATION_DAYS=0`` or ``off``) or
+    Off when ``rotation_days`` is 0 (``PII_VAULT_ROTATION_DAYS=0`` or ``off``) or
     when the maintenance loop itself is off (``retention_interval`` 0): a
     schedule nothing acts on would let receipts promise a date nobody keeps.
     The loop acts every ``retention_interval`` seconds.
     """
     if settings.rotation_days < 0:
-        raise ValueError("rotation days (VAULT_ROTATION_DAYS): must not be negative")
+        raise ValueError("rotation days (PII_VAULT_ROTATION_DAYS): must not be negative")
     if settings.rotation_days == 0 or settings.retention_interval <= 0:
         return ROTATION_OFF
     return RotationSchedule(
@@ -208,6 +209,13 @@ def backup_horizon_for(
 
 @dataclass
 class App:
+    """Everything ``build_app`` made; ``with build_app(...) as app:`` closes it on the way out.
+
+    Closing flushes the audit log first (buffered masked-read events land
+    before exit), then stops the vault's background work, then releases the
+    database connections.
+    """
+
     settings: Settings
     store: Store
     vault: Vault
@@ -218,10 +226,25 @@ class App:
     key_admin: KeyAdmin
     audit_reader: AuditReader
 
+    def close(self) -> None:
+        self.audit.close()
+        self.vault.close()
+        self.store.dispose()
 
-def _audit_sink() -> TextIO | None:
-    """``VAULT_AUDIT_JSONL``: ``-`` for stdout or a file to append JSON lines to (for a SIEM)."""
-    target = os.environ.get("VAULT_AUDIT_JSONL", "")
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _audit_sink(target: str) -> TextIO | None:
+    """``PII_VAULT_AUDIT_JSONL``: ``-`` for stdout or a file to append JSON lines to (a SIEM)."""
     if not target:
         return None
     if target == "-":
@@ -253,7 +276,7 @@ def build_app(
     keys = KeyHierarchy(provider, subject_limits=subject_cache, data_limits=data_cache)
     schedule = rotation_schedule_for(settings)
     policy = PolicyHolder(settings.effective_policy_path)
-    audit = AuditLog(store, utc_now, chain_key=provider, sink=_audit_sink())
+    audit = AuditLog(store, utc_now, chain_key=provider, sink=_audit_sink(settings.audit_jsonl))
     with contextlib.suppress(Unavailable):  # sealed: the first append after unsealing does it
         audit.open_chain()  # an unkeyed chain from before schema 0006 is re-chained now
     # Every RPC thread may be in a hot read at once: the pool is sized for all of them.

@@ -59,9 +59,9 @@ class ScheduledRotation(Protocol):
 def load_retention(settings: Settings) -> RetentionRules:
     """The rules, read once at start-up; ``ValueError`` names the bad key or setting."""
     if settings.retention_interval < 0:
-        raise ValueError("retention interval (VAULT_RETENTION_INTERVAL): must not be negative")
+        raise ValueError("retention interval (PII_VAULT_RETENTION_INTERVAL): must not be negative")
     if settings.rotation_days < 0:
-        raise ValueError("rotation days (VAULT_ROTATION_DAYS): must not be negative")
+        raise ValueError("rotation days (PII_VAULT_ROTATION_DAYS): must not be negative")
     return RetentionRules.load(settings.effective_retention_path)
 
 

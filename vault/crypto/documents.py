@@ -239,3 +239,30 @@ def verify_object(
 ) -> SignedDocument:
     """``verify_file`` for an object already parsed (so duplicates are already gone)."""
     return verify_file(json.dumps(document), public_pem, expected)
+
+
+# -- files as the vault sent them, and the audit anchor they carry --------------------------
+def document_file(label: str, payload: bytes, signature: bytes) -> dict[str, object]:
+    """The file to keep for a payload and signature as the server sent them (not verified here).
+
+    ``label`` is only a label; the signed ``type`` inside decides what the
+    document is, and a verifier refuses a label that disagrees with it.
+    """
+    return {label: json.loads(payload), "signature": base64.b64encode(signature).decode()}
+
+
+def anchor_position(fields: object) -> tuple[int, bytes] | None:
+    """The audit chain position ``{"sequence", "hash"}`` a document or sink line carries.
+
+    None when it carries none, or a malformed one (a hash that is not 32 bytes of hex).
+    """
+    if not isinstance(fields, dict):
+        return None
+    sequence, digest = fields.get("sequence"), fields.get("hash")
+    if type(sequence) is not int or sequence < 0 or not isinstance(digest, str):
+        return None
+    try:
+        raw = bytes.fromhex(digest)
+    except ValueError:
+        return None
+    return (sequence, raw) if len(raw) == 32 else None

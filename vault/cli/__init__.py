@@ -1,0 +1,59 @@
+"""``pii-vault``: run the vault, and call it as one of the callers.
+
+One table maps each command to the function that runs it: the caller
+commands (``client_commands``, talking to a running server), the operator's
+local commands (``operator_commands``) and ``serve`` (``serve``). Only the
+caller commands' imports are loaded up front; the others import the server
+layers inside the function, so that a caller command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from vault.cli import operator_commands
+from vault.cli.client_commands import CLIENT_COMMANDS, run_client
+from vault.cli.parser import build_parser
+from vault.cli.serve import reload_policy as _reload_policy
+from vault.cli.serve import run_serve
+from vault.environment import DEFAULT_LOG_LEVEL, SettingsError, read_variable
+
+__all__ = ["COMMANDS", "_reload_policy", "build_parser", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+COMMANDS: dict[str, Command] = {
+    "init": operator_commands.run_init,
+    "serve": run_serve,
+    "canary": operator_commands.run_canary,
+    "receipts": operator_commands.run_receipts,
+    "policy": operator_commands.run_policy,
+    "retention": operator_commands.run_retention,
+    **dict.fromkeys(CLIENT_COMMANDS, run_client),
+}
+
+# Commands that write keyring, keys and database files: for this user's eyes only.
+PRIVATE_FILE_COMMANDS = frozenset({"init", "serve", "retention"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    root = logging.getLogger()
+    if not root.handlers:  # as basicConfig: a host that set up logging keeps its own
+        # The handler first, so that a deprecated variable's warning is logged like the rest.
+        logging.basicConfig(
+            format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+        )
+        root.setLevel(read_variable("LOG_LEVEL") or DEFAULT_LOG_LEVEL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    if args.command in PRIVATE_FILE_COMMANDS:
+        os.umask(0o077)
+    try:
+        return COMMANDS[args.command](args)
+    except SettingsError as error:
+        print(f"invalid setting: {error}", file=sys.stderr)
+        return 2
