@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,21 +12,10 @@ from vault.bootstrap.app import load_index_keys
 from vault.crypto.envelope import index_key_context, new_key
 from vault.fields import FieldType
 from vault.keys.local import LocalKeyProvider, create_keyring
-from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
+from vault.storage.index_keys import IndexKeyMaterial
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    migrate.upgrade(s)
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 @pytest.fixture
@@ -38,7 +26,7 @@ def provider(tmp_path: Path) -> LocalKeyProvider:
 
 def stored_index_keys(store: Store) -> dict[str, str]:
     with store.read() as tx:
-        return {m.field_type: m.key_id for m in repo.index_keys(tx.keys)}
+        return {m.field_type: m.key_id for m in tx.index_keys.index_keys()}
 
 
 def test_index_keys_are_created_once_and_read_back_after(
@@ -64,7 +52,7 @@ def test_start_up_raises_when_creating_index_keys_conflicts_past_its_bound(
     key_id = "ik-phone"
     wrapped = provider.wrap(new_key(), index_key_context(FieldType.PHONE, key_id))
     with store.write() as tx:
-        repo.insert_index_key(tx.keys, repo.IndexKeyMaterial(FieldType.PHONE, key_id, wrapped), NOW)
+        tx.index_keys.insert_index_key(IndexKeyMaterial(FieldType.PHONE, key_id, wrapped), NOW)
         tx.keys.execute(text("CREATE UNIQUE INDEX ix_one_key_per_kek ON index_keys (kek_id)"))
     with pytest.raises(WriteConflictError, match="still conflicted after 3 attempts"):
         load_index_keys(store, provider)

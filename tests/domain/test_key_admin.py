@@ -29,7 +29,6 @@ from vault.keys.hierarchy import KeyHierarchy, SubjectKeyMaterial
 from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -212,7 +211,7 @@ def test_a_version_still_referenced_is_not_retired(h: Harness, fresh: Replica) -
     assert next(job) == (0, 4 + INDEX_KEYS)
     assert next(job)[0] == 2  # the pass is past key_id "000..." now
     with h.store.write() as tx:
-        repo.insert_subject_key(tx.keys, SubjectKeyMaterial("0" * 32, "late", late), NOW)
+        tx.key_rows.insert_subject_key(SubjectKeyMaterial("0" * 32, "late", late), NOW)
     rest = list(job)
     assert rest[-1][0] == 4 + INDEX_KEYS
 
@@ -227,7 +226,7 @@ def test_a_version_still_referenced_is_not_retired(h: Harness, fresh: Replica) -
     assert [i.version for i in again.retired] == [1]
     replica = fresh()
     with replica.store.read() as tx:
-        moved = repo.subject_key_by_id(tx.keys, "0" * 32)
+        moved = tx.key_rows.subject_key_by_id("0" * 32)
     assert moved is not None and moved.wrapped.kek_version == 2
     key = replica.provider.unwrap(moved.wrapped, subject_key_context("late", "0" * 32))
     assert key == b"K" * 32
@@ -239,7 +238,7 @@ def test_a_key_that_fails_authentication_stops_the_rewrap_and_keeps_the_version(
     [subject] = put_subjects(h, 1)
     h.admin.rotate("admin")
     with h.store.write() as tx:
-        key = repo.subject_key_for(tx.keys, subject)
+        key = tx.key_rows.subject_key_for(subject)
         assert key is not None
         body = bytearray(key.wrapped.ciphertext)
         body[-1] ^= 1
@@ -285,7 +284,7 @@ def test_batch_size_is_bounded(h: Harness, size: int) -> None:
 def test_a_retired_version_is_final_for_every_replica(h: Harness, fresh: Replica) -> None:
     [subject] = put_subjects(h, 1)
     with h.store.read() as tx:
-        old = repo.subject_key_for(tx.keys, subject)
+        old = tx.key_rows.subject_key_for(subject)
     assert old is not None
     replica = fresh()
     h.admin.rotate("admin")

@@ -41,7 +41,6 @@ from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store
 
 START = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -148,12 +147,12 @@ def replica(h: Harness, paths: tuple[Path, Path]) -> Iterator[Harness]:
 # -- helpers ---------------------------------------------------------------------------------
 def state_of(h: Harness, subject_id: str) -> str | None:
     with h.store.read() as tx:
-        return repo.subject_state(tx.data, subject_id)
+        return tx.subjects.subject_state(subject_id)
 
 
 def has_field(h: Harness, subject_id: str, field: str) -> bool:
     with h.store.read() as tx:
-        return repo.get_field(tx.data, subject_id, field) is not None
+        return tx.fields.get_field(subject_id, field) is not None
 
 
 def key_rows(h: Harness, subject_id: str) -> int:
@@ -275,7 +274,7 @@ def test_an_untouched_subject_is_shredded_and_a_recently_written_one_stays(h: Ha
         with pytest.raises(FailedPrecondition, match="shredded"):
             h.vault.get_field(caller, "s-old", field)
     with h.store.read() as tx:
-        stored = repo.receipt_for_subject(tx.data, "s-old")
+        stored = tx.receipts.receipt_for_subject("s-old")
     assert stored is not None
     receipt = ShredReceipt.from_signed(stored.payload, stored.signature)
     assert receipt.request_id == "retention-s-old-2029-11-22"
@@ -303,7 +302,7 @@ def test_a_subject_written_after_the_sweep_listed_it_is_kept(h: Harness) -> None
     h.clock.advance(1100)
     since = h.clock() - timedelta(days=1095)
     with h.store.read() as tx:
-        assert repo.idle_subjects(tx.data, since, 10) == ["s-1"]
+        assert tx.retention.idle_subjects(since, 10) == ["s-1"]
     h.vault.put_field("registration", "s-1", "phone", PHONE)  # lands between list and shred
 
     with pytest.raises(FailedPrecondition, match="written since"):

@@ -42,8 +42,8 @@ from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store
+from vault.storage.fields import StoredField
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -148,9 +148,9 @@ def another(h: Harness, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
             harness.store.dispose()
 
 
-def stored(h: Harness, subject_id: str, field: str) -> repo.StoredField | None:
+def stored(h: Harness, subject_id: str, field: str) -> StoredField | None:
     with h.store.read() as tx:
-        return repo.get_field(tx.data, subject_id, field)
+        return tx.fields.get_field(subject_id, field)
 
 
 def data_key_ids(h: Harness, subject_id: str) -> set[str]:
@@ -305,7 +305,7 @@ def test_registration_may_not_store_a_card_and_nothing_is_written(h: Harness) ->
         h.vault.put_field("registration", "s-1", "card.primary", CARD)
     assert stored(h, "s-1", "card.primary") is None
     with h.store.read() as tx:
-        assert repo.subject_state(tx.data, "s-1") is None
+        assert tx.subjects.subject_state("s-1") is None
     [event] = h.audit.events("s-1")
     assert (event.action, event.outcome) == ("put", "denied")
     assert_no_values_in_audit(h)
@@ -330,7 +330,7 @@ def test_invalid_values_are_refused_before_anything_is_written(h: Harness) -> No
         h.vault.put_field("registration", "s-1", "phone", PhoneNumber("+372 12"))
     assert "+372 12" not in str(caught.value)
     with h.store.read() as tx:
-        assert repo.subject_state(tx.data, "s-1") is None
+        assert tx.subjects.subject_state("s-1") is None
 
 
 def test_list_fields_shows_only_what_the_caller_may_see(h: Harness) -> None:
@@ -377,8 +377,8 @@ def test_replacing_a_value_makes_a_new_key_and_destroys_the_old_one(h: Harness) 
     # The old data key row is gone: nothing in the vault can open the old ciphertext.
     assert data_key_ids(h, "s-1") == {new.dek_id}
     with h.store.read() as tx:
-        assert repo.data_key(tx.keys, old_dek) is None
-        assert repo.data_key(tx.keys, new.dek_id) is not None
+        assert tx.key_rows.data_key(old_dek) is None
+        assert tx.key_rows.data_key(new.dek_id) is not None
     assert h.keys.cached_cipher(old_dek) is None
     # The surviving key is bound to the new dek id and does not open the old copy.
     cipher = h.keys.cached_cipher(new.dek_id)
@@ -477,14 +477,14 @@ def test_delete_field_removes_field_index_row_and_data_key(h: Harness) -> None:
         h.vault.get_field("registration", "s-1", "phone")
     assert not h.vault.find_subjects("registration", PHONE).found
     with h.store.read() as tx:
-        assert repo.data_key(tx.keys, row.dek_id) is None
+        assert tx.key_rows.data_key(row.dek_id) is None
         index_rows = tx.data.execute(
             text("SELECT count(*) FROM blind_index WHERE field = 'phone'")
         ).scalar_one()
     assert index_rows == 0
     assert h.keys.cached_cipher(row.dek_id) is None
     with h.store.read() as tx:  # the token resolves to nothing any more
-        assert repo.field_by_token(tx.data, token_digest(put.token)) is None
+        assert tx.fields.field_by_token(token_digest(put.token)) is None
     # The other field of the subject is untouched.
     assert h.vault.get_field("registration", "s-1", "email").view.masked == "J***@example.com"
     assert [(e.caller, e.action, e.field) for e in audited(h, "s-1")] == [
@@ -718,7 +718,7 @@ def test_a_shred_deletes_the_subjects_idempotency_records(h: Harness) -> None:
     h.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="req-1")
     assert len(idempotency_rows(h, "s-1")) == 1
     with h.store.write() as tx:
-        repo.delete_subject_data(tx.data, "s-1")
+        tx.subjects.delete_subject_data("s-1")
     assert idempotency_rows(h, "s-1") == []
 
 
@@ -757,7 +757,7 @@ def test_the_idempotency_lifetime_is_configurable(h: Harness) -> None:
     try:
         vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k")
         with h.store.read() as tx:
-            record = repo.idempotency_record(tx.data, "registration", "s-1", "k", NOW)
+            record = tx.idempotency.idempotency_record("registration", "s-1", "k", NOW)
         assert record is not None
         assert record.expires_at == NOW + timedelta(minutes=5)
     finally:
@@ -831,7 +831,7 @@ def test_every_put_is_audited_without_its_value(h: Harness) -> None:
 # -- overwrites: holds and types ----------------------------------------------------------
 def _hold(h: Harness, subject_id: str) -> None:
     with h.store.write() as tx:
-        repo.set_legal_hold(tx.data, subject_id, True, "litigation", NOW)
+        tx.subjects.set_legal_hold(subject_id, True, "litigation", NOW)
 
 
 def test_a_hold_blocks_an_overwrite_and_the_held_value_survives(h: Harness) -> None:
@@ -928,7 +928,7 @@ def test_a_shredded_subject_cannot_be_written(h: Harness) -> None:
     with pytest.raises(FailedPrecondition):
         h.vault.put_field("registration", "s-1", "email", EMAIL)
     with h.store.read() as tx:
-        assert repo.subject_state(tx.data, "s-1") == "shredded"
+        assert tx.subjects.subject_state("s-1") == "shredded"
     assert stored(h, "s-1", "email") is None
 
 
@@ -988,7 +988,7 @@ def test_put_returns_the_token_only_to_callers_granted_the_token_view(h: Harness
 def test_a_reveal_that_fails_authentication_is_not_audited_as_a_reveal(h: Harness) -> None:
     h.vault.put_field("registration", "tamper-1", "phone", PHONE)
     with h.store.write() as tx:
-        row = repo.get_field(tx.data, "tamper-1", "phone")
+        row = tx.fields.get_field("tamper-1", "phone")
         assert row is not None
         flipped = row.value_ct[:-1] + bytes([row.value_ct[-1] ^ 1])
         tx.data.execute(

@@ -12,22 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from vault.errors import DataLoss, Unavailable
-from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store
+from vault.storage.fields import StoredField
 from vault.storage.hot_reads import HotReads
 
 NOW = datetime(2026, 11, 22, 12, 30, 15, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    migrate.upgrade(s)
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 @pytest.fixture
@@ -39,8 +28,8 @@ def hot(store: Store) -> Iterator[HotReads]:
         reads.dispose()
 
 
-def write_field(store: Store, subject_id: str, field: str, version: int = 1) -> repo.StoredField:
-    stored = repo.StoredField(
+def write_field(store: Store, subject_id: str, field: str, version: int = 1) -> StoredField:
+    stored = StoredField(
         subject_id,
         field,
         "phone",
@@ -51,19 +40,19 @@ def write_field(store: Store, subject_id: str, field: str, version: int = 1) -> 
         NOW,
     )
     with store.write() as tx:
-        if repo.subject_state(tx.data, subject_id) is None:
-            repo.insert_subject(tx.data, subject_id, NOW)
+        if tx.subjects.subject_state(subject_id) is None:
+            tx.subjects.insert_subject(subject_id, NOW)
         if version == 1:
-            repo.insert_field(tx.data, stored, f"digest-{subject_id}-{field}".encode(), NOW)
+            tx.fields.insert_field(stored, f"digest-{subject_id}-{field}".encode(), NOW)
         else:
-            repo.replace_field(tx.data, stored, f"digest-{subject_id}-{field}-{version}".encode())
+            tx.fields.replace_field(stored, f"digest-{subject_id}-{field}-{version}".encode())
     return stored
 
 
 def test_hot_read_equals_the_repository_read(store: Store, hot: HotReads) -> None:
     written = write_field(store, "s-1", "phone")
     with store.read() as tx:
-        via_repository = repo.get_field(tx.data, "s-1", "phone")
+        via_repository = tx.fields.get_field("s-1", "phone")
     assert hot.get_field("s-1", "phone") == via_repository == written
     assert hot.get_field("s-1", "email") is None
     assert hot.get_field("nobody", "phone") is None

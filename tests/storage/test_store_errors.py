@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,21 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vault.errors import DataLoss, Unavailable
-from vault.storage import migrate
-from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError, retry_on_write_conflict
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    migrate.upgrade(s)
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 def is_postgres(store: Store) -> bool:
@@ -62,7 +49,7 @@ def test_two_writers_racing_for_one_unique_row_make_a_write_conflict(store: Stor
     def first() -> None:
         try:
             with store.write() as tx:
-                repo.insert_subject(tx.data, "s-race", NOW)
+                tx.subjects.insert_subject("s-race", NOW)
                 first_inserted.set()  # commits on leaving, while the second one runs
             outcomes["first"] = None
         except BaseException as error:
@@ -73,7 +60,7 @@ def test_two_writers_racing_for_one_unique_row_make_a_write_conflict(store: Stor
         first_inserted.wait()
         try:
             with store.write() as tx:
-                repo.insert_subject(tx.data, "s-race", NOW)
+                tx.subjects.insert_subject("s-race", NOW)
             outcomes["second"] = None
         except BaseException as error:
             outcomes["second"] = error
@@ -94,13 +81,13 @@ def test_a_retried_unit_of_work_raises_once_the_conflict_outlasts_its_bound(
     store: Store,
 ) -> None:
     with store.write() as tx:
-        repo.insert_subject(tx.data, "s-1", NOW)
+        tx.subjects.insert_subject("s-1", NOW)
     attempts: list[int] = []
 
     def insert_the_same_subject() -> None:
         attempts.append(1)
         with store.write() as tx:
-            repo.insert_subject(tx.data, "s-1", NOW)
+            tx.subjects.insert_subject("s-1", NOW)
 
     with pytest.raises(WriteConflictError, match="inserting s-1 still conflicted after 3"):
         retry_on_write_conflict(insert_the_same_subject, attempts=3, what="inserting s-1")
@@ -134,7 +121,7 @@ def test_a_database_that_refuses_connections_is_unavailable() -> None:
     store = Store("postgresql://vault@127.0.0.1:1/nothing-listens-here")
     try:
         with pytest.raises(Unavailable, match="not reachable"), store.read() as tx:
-            repo.subject_state(tx.data, "s-1")
+            tx.subjects.subject_state("s-1")
     finally:
         store.dispose()
 
@@ -143,7 +130,7 @@ def test_an_sqlite_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> 
     store = Store(f"sqlite:///{tmp_path}/no-such-directory/vault.db")
     try:
         with pytest.raises(Unavailable, match="not reachable"), store.read() as tx:
-            repo.subject_state(tx.data, "s-1")
+            tx.subjects.subject_state("s-1")
     finally:
         store.dispose()
 
@@ -172,10 +159,10 @@ def test_a_row_sqlite_cannot_decode_is_data_loss_and_its_text_stays_out_of_the_e
     if is_postgres(store):
         pytest.skip("PostgreSQL refuses invalid UTF-8 on the way in")
     with store.write() as tx:
-        repo.insert_subject(tx.data, "s-1", NOW)
+        tx.subjects.insert_subject("s-1", NOW)
         tx.data.execute(text("UPDATE subjects SET state = CAST(X'FFFE' || 'marker-9d1' AS TEXT)"))
     with pytest.raises(DataLoss) as raised, store.read() as tx:
-        repo.subject_state(tx.data, "s-1")
+        tx.subjects.subject_state("s-1")
     assert "marker-9d1" not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
@@ -186,7 +173,7 @@ def test_a_file_that_is_not_a_database_is_data_loss(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{path}")
     try:
         with pytest.raises(DataLoss, match="corrupt"), store.read() as tx:
-            repo.subject_state(tx.data, "s-1")
+            tx.subjects.subject_state("s-1")
     finally:
         store.dispose()
 
@@ -195,6 +182,6 @@ def test_a_missing_table_is_a_bug_not_an_outage(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path}/never-migrated.db")
     try:
         with pytest.raises(OperationalError, match="no such table"), store.read() as tx:
-            repo.subject_state(tx.data, "s-1")
+            tx.subjects.subject_state("s-1")
     finally:
         store.dispose()

@@ -26,7 +26,6 @@ from vault.domain.model import Limits, check_field_name, check_purpose, check_su
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument, PermissionDenied
 from vault.policy import Action, Policy
-from vault.storage import repository as repo
 from vault.storage.database import Store
 
 log = logging.getLogger("vault.alarm")
@@ -63,7 +62,7 @@ class AccessGuards:
         if not purpose or not self._policy().requires_consent(purpose):
             return
         with self._store.read() as tx:
-            granted = repo.consent_granted(tx.data, subject_id, purpose)
+            granted = tx.consent.consent_granted(subject_id, purpose)
         if not granted:
             self._audit.record(
                 caller,
@@ -91,7 +90,7 @@ class AccessGuards:
             limiter=self._limiter,
         )
         with self._store.write() as tx:
-            repo.set_consent(tx.data, subject_id, purpose, granted, self._clock())
+            tx.consent.set_consent(subject_id, purpose, granted, self._clock())
         self._audit.record(
             caller,
             "consent",
@@ -108,7 +107,7 @@ class AccessGuards:
             with self._lock:
                 if now - self._canaries_read_at >= self._refresh_seconds:
                     with self._store.read() as tx:
-                        self._canaries = frozenset(repo.canaries(tx.data))
+                        self._canaries = frozenset(tx.consent.canaries())
                     self._canaries_read_at = now
         return self._canaries
 
@@ -153,6 +152,6 @@ class AccessGuards:
             limiter=self._limiter,
         )
         with self._store.write() as tx:
-            repo.plant_canary(tx.data, subject_id, field, caller, self._clock())
+            tx.consent.plant_canary(subject_id, field, caller, self._clock())
         self._canaries_read_at = float("-inf")
         self._audit.record(caller, "canary", subject_id=subject_id, field=field, detail="planted")

@@ -11,7 +11,7 @@ is the promise that this cycle runs.
 
 Retirement is the irreversible step, so it is guarded twice: the count of
 keys still under the version is taken in a write transaction that no key
-write can slip past (``repo.hold_key_writes``), and the provider is told to
+write can slip past (``hold_key_writes``), and the provider is told to
 retire only inside that transaction. Every rotation, rewrap and retirement is
 audited; so is every denial.
 
@@ -23,7 +23,7 @@ version was made) and in the key store (what is still wrapped under what),
 so a tick killed mid-rewrap is simply continued by the next one, on this
 replica or another. Replicas and workers share one database, so that is
 where they agree: "still due?" is asked again under a lock of the key store
-(``repo.lock_key_rotation``) with a fresh view of the keyring, and only one
+(``lock_key_rotation``) with a fresh view of the keyring, and only one
 replica rotates per period. The horizon a shred receipt states is derived
 from the same schedule (``RotationSchedule.retirement_bound``); with the
 schedule off nothing is promised.
@@ -43,7 +43,6 @@ from vault.domain.rate_limit import RateLimiter
 from vault.errors import DataLoss, InvalidArgument, Unavailable, VaultError
 from vault.keys.provider import KeyProvider, MasterKeyInfo
 from vault.policy import Action, Policy
-from vault.storage import repository as repo
 from vault.storage.database import Store
 
 DEFAULT_BATCH = 500
@@ -315,7 +314,7 @@ class KeyAdmin:
         if not self._is_due(now):
             return None
         with self._store.write() as tx:
-            repo.lock_key_rotation(tx.keys)
+            tx.rotation.lock_key_rotation()
             if not self._is_due(now):
                 return None
             info = self._provider.rotate()
@@ -338,7 +337,7 @@ class KeyAdmin:
             return True
         kek_ids = {v.kek_id for v in versions if v.version == current}
         with self._store.read() as tx:
-            return any(repo.count_keys_to_rewrap(tx.keys, k, current) for k in kek_ids)
+            return any(tx.rotation.count_keys_to_rewrap(k, current) for k in kek_ids)
 
     def _overdue(self, now: datetime) -> bool:
         """True once a version is unretired past what the schedule lets a receipt promise.
@@ -377,7 +376,7 @@ class KeyAdmin:
         last = last_rotation_of(self._provider)
         kek_ids = {v.kek_id for v in versions if v.version == current}
         with self._store.read() as tx:
-            to_rewrap = sum(repo.count_keys_to_rewrap(tx.keys, k, current) for k in kek_ids)
+            to_rewrap = sum(tx.rotation.count_keys_to_rewrap(k, current) for k in kek_ids)
         return RotationStatus(
             enabled=self._schedule.enabled,
             period=self._schedule.period,
@@ -416,18 +415,18 @@ class KeyAdmin:
     ) -> Iterator[tuple[int, int]]:
         provider = self._provider
         with self._store.read() as tx:
-            total = repo.count_keys_to_rewrap(tx.keys, kek_id, current)
+            total = tx.rotation.count_keys_to_rewrap(kek_id, current)
         done = 0
         yield done, total
         after = ""
         while True:
             with self._store.write() as tx:
-                subjects = repo.subject_keys_to_rewrap(tx.keys, kek_id, current, after, size)
+                subjects = tx.rotation.subject_keys_to_rewrap(kek_id, current, after, size)
                 for key in subjects:
                     context = subject_key_context(key.subject_id, key.key_id)
                     plain = provider.unwrap(key.wrapped, context)
-                    repo.rewrap_subject_key(
-                        tx.keys, key.key_id, key.wrapped, provider.wrap(plain, context)
+                    tx.rotation.rewrap_subject_key(
+                        key.key_id, key.wrapped, provider.wrap(plain, context)
                     )
             if not subjects:
                 break
@@ -438,12 +437,11 @@ class KeyAdmin:
         after = ""
         while True:
             with self._store.write() as tx:
-                index = repo.index_keys_to_rewrap(tx.keys, kek_id, current, after, size)
+                index = tx.rotation.index_keys_to_rewrap(kek_id, current, after, size)
                 for material in index:
                     context = index_key_context(material.field_type, material.key_id)
                     plain = provider.unwrap(material.wrapped, context)
-                    repo.rewrap_index_key(
-                        tx.keys,
+                    tx.rotation.rewrap_index_key(
                         material.field_type,
                         material.key_id,
                         material.wrapped,
@@ -465,11 +463,11 @@ class KeyAdmin:
         """Retire every old version no stored key is wrapped under any more."""
         retired: list[MasterKeyInfo] = []
         with self._store.write() as tx:
-            repo.lock_key_rotation(tx.keys)  # one replica retires; the others see it retired
-            repo.hold_key_writes(tx.keys)
+            tx.rotation.lock_key_rotation()  # one replica retires; the others see it retired
+            tx.rotation.hold_key_writes()
             uses = {
                 use.kek_version: use.keys
-                for use in repo.count_keys_by_kek_version(tx.keys)
+                for use in tx.rotation.count_keys_by_kek_version()
                 if use.kek_id == kek_id
             }
             for info in self._provider.versions():
@@ -497,7 +495,7 @@ class KeyAdmin:
         current = self._provider.current_version()
         with self._store.read() as tx:
             uses = {
-                (u.kek_id, u.kek_version): u.keys for u in repo.count_keys_by_kek_version(tx.keys)
+                (u.kek_id, u.kek_version): u.keys for u in tx.rotation.count_keys_by_kek_version()
             }
         answer = [
             KeyVersionStatus(

@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final, Protocol, TypeVar
 
-from sqlalchemy import Connection
-
 from vault.audit.log import AuditLog
 from vault.domain.retention_rules import ExpiryRule as ExpiryRule  # re-exported, as before
 from vault.domain.retention_rules import RetentionError as RetentionError
@@ -46,8 +44,8 @@ from vault.domain.retention_rules import RetentionRules as RetentionRules
 from vault.domain.shredding import MAX_REQUEST_ID, Shredder, SubjectHeldError
 from vault.errors import FailedPrecondition, NotFound, Unavailable
 from vault.fields.base import FieldType
-from vault.storage import repository as repo
 from vault.storage.database import Store, WriteConflictError
+from vault.storage.retention_queries import RetentionQueries
 
 log = logging.getLogger("vault.retention")
 
@@ -60,14 +58,14 @@ Progress = Callable[[int, int], None]
 
 class _ExpiredFinder(Protocol):
     def __call__(
-        self, conn: Connection, before: date, limit: int, *, offset: int = 0
+        self, queries: RetentionQueries, /, before: date, limit: int, *, offset: int = 0
     ) -> list[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
 class _ExpiryQueries:
     find: _ExpiredFinder
-    count: Callable[[Connection, date], int]
+    count: Callable[[RetentionQueries, date], int]
 
 
 # Field types whose rows carry ``expires_on`` (their last valid day), and how
@@ -75,7 +73,9 @@ class _ExpiryQueries:
 # by storing an expiry and being listed here and in ``EXPIRING_TYPES``, which
 # the rules file is checked against (a test holds them equal).
 _EXPIRING: Final[Mapping[FieldType, _ExpiryQueries]] = {
-    FieldType.CARD: _ExpiryQueries(repo.expired_card_subjects, repo.count_expired_cards),
+    FieldType.CARD: _ExpiryQueries(
+        RetentionQueries.expired_card_subjects, RetentionQueries.count_expired_cards
+    ),
 }
 
 
@@ -208,8 +208,8 @@ class RetentionSweeper:
             days = self.rules.untouched_days
             since = now - timedelta(days=days)
 
-            def idle(conn: Connection, limit: int, offset: int) -> list[str]:
-                return repo.idle_subjects(conn, since, limit, offset=offset)
+            def idle(queries: RetentionQueries, limit: int, offset: int) -> list[str]:
+                return queries.idle_subjects(since, limit, offset=offset)
 
             def shred(subject_id: str) -> bool:
                 return self._shred_idle(subject_id, since, days, today, sweep)
@@ -222,8 +222,8 @@ class RetentionSweeper:
         reason = f"retention: {rule.field_type} expired over {rule.after_expiry_days} days ago"
         find = _EXPIRING[rule.field_type].find
 
-        def expired(conn: Connection, limit: int, offset: int) -> list[tuple[str, str]]:
-            return find(conn, before, limit, offset=offset)
+        def expired(queries: RetentionQueries, limit: int, offset: int) -> list[tuple[str, str]]:
+            return find(queries, before, limit, offset=offset)
 
         def expire(item: tuple[str, str]) -> bool:
             return self._expire_field(item[0], item[1], before, reason, sweep)
@@ -233,11 +233,11 @@ class RetentionSweeper:
     # -- paging -----------------------------------------------------------------------------------
     def _walk(
         self,
-        find: Callable[[Connection, int, int], list[_Item]],
+        find: Callable[[RetentionQueries, int, int], list[_Item]],
         handle: Callable[[_Item], bool],
         sweep: _Sweep,
     ) -> None:
-        """Hand every item ``find(conn, limit, offset)`` lists to ``handle``, each once.
+        """Hand every item ``find(queries, limit, offset)`` lists to ``handle``, each once.
 
         Destroyed items drop out of the listing; held, failed and dry-run items
         stay (``handle`` returns True for those), so the next page starts after
@@ -248,7 +248,7 @@ class RetentionSweeper:
         seen: set[_Item] = set()
         while not sweep.cancelled():
             with self._store.read() as tx:
-                page = find(tx.data, self._batch, kept)
+                page = find(tx.retention, self._batch, kept)
             fresh = [item for item in page if item not in seen]
             if not fresh:
                 return
@@ -265,13 +265,13 @@ class RetentionSweeper:
         with self._store.read() as tx:
             total = sum(
                 _EXPIRING[rule.field_type].count(
-                    tx.data, today - timedelta(days=rule.after_expiry_days)
+                    tx.retention, today - timedelta(days=rule.after_expiry_days)
                 )
                 for rule in self.rules.expiry
             )
             if self.rules.untouched_days is not None:
                 since = now - timedelta(days=self.rules.untouched_days)
-                total += repo.count_idle_subjects(tx.data, since)
+                total += tx.retention.count_idle_subjects(since)
         return total
 
     # -- one item ---------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ class RetentionSweeper:
         if sweep.dry_run:
             return
         with self._store.read() as tx:
-            subject = repo.subject_record(tx.data, subject_id)
+            subject = tx.subjects.subject_record(subject_id)
         hold_reason = subject.hold_reason if subject is not None else ""
         self._audit.record(
             RETENTION_CALLER,

@@ -47,8 +47,9 @@ from vault.errors import (
 )
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy
-from vault.storage import repository as repo
 from vault.storage.database import Store, Tx, WriteConflictError
+from vault.storage.receipts import PendingShred, StoredReceipt
+from vault.storage.subjects import SHREDDED
 
 MAX_REASON = 200
 MAX_REQUEST_ID = 128
@@ -125,7 +126,7 @@ _RECEIPT_FACTS = (
 )
 
 
-def _is_typed(stored: repo.StoredReceipt) -> bool:
+def _is_typed(stored: StoredReceipt) -> bool:
     body = strict_loads(stored.payload)
     return isinstance(body, dict) and body.get("type") == SHRED_RECEIPT
 
@@ -212,8 +213,8 @@ class Shredder:
         self, caller: str, subject_id: str, reason: str, request_id: str
     ) -> ShredReceipt:
         with self._store.read() as tx:
-            earlier = repo.receipt_by_request(tx.data, request_id)
-            subject = repo.subject_record(tx.data, subject_id)
+            earlier = tx.receipts.receipt_by_request(request_id)
+            subject = tx.subjects.subject_record(subject_id)
         if earlier is not None:
             if earlier.subject_id != subject_id:
                 raise AlreadyExists("request_id was already used for another subject")
@@ -233,9 +234,7 @@ class Shredder:
     ) -> NoReturn:
         now = self._clock()
         with self._store.write() as tx:
-            repo.queue_shred(
-                tx.data, repo.PendingShred(subject_id, request_id, reason, caller, now)
-            )
+            tx.receipts.queue_shred(PendingShred(subject_id, request_id, reason, caller, now))
         self._audit.record(
             caller,
             "shred",
@@ -266,28 +265,28 @@ class Shredder:
         """
         now = self._clock()
         with self._store.write() as tx:
-            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            subject = tx.subjects.subject_record(subject_id, lock=True)
             if subject is not None and subject.legal_hold:
                 raise SubjectHeldError("subject is under a legal hold")
-            if subject is not None and subject.state == repo.SHREDDED:
-                first = repo.receipt_for_subject(tx.data, subject_id)
+            if subject is not None and subject.state == SHREDDED:
+                first = tx.receipts.receipt_for_subject(subject_id)
                 if first is not None:
                     return self._as_issued(tx, first)
             if untouched_since is not None and (
                 subject is None or subject.updated_at >= untouched_since
             ):
                 raise FailedPrecondition("subject was written since it was found idle; kept")
-            subject_key = repo.subject_key_for(tx.keys, subject_id)
-            dek_ids = repo.data_key_ids_of(tx.keys, subject_id)
-            fields = repo.count_fields(tx.data, subject_id)
+            subject_key = tx.key_rows.subject_key_for(subject_id)
+            dek_ids = tx.key_rows.data_key_ids_of(subject_id)
+            fields = tx.fields.count_fields(subject_id)
             # Keys first: with a separate key store they are committed first, and
             # a failure after that leaves ciphertexts that nothing can open.
-            repo.delete_subject_keys(tx.keys, subject_id)
-            repo.delete_subject_data(tx.data, subject_id)
+            tx.key_rows.delete_subject_keys(subject_id)
+            tx.subjects.delete_subject_data(subject_id)
             if subject is None:
-                repo.insert_tombstone(tx.data, subject_id, now)
+                tx.subjects.insert_tombstone(subject_id, now)
             else:
-                repo.mark_shredded(tx.data, subject_id, now)
+                tx.subjects.mark_shredded(subject_id, now)
             key_ids = ([subject_key.key_id] if subject_key else []) + dek_ids
             signed = self._signer.sign_document(
                 SHRED_RECEIPT,
@@ -304,17 +303,17 @@ class Shredder:
                     "audit_anchor": anchor_fields(audit_chain.anchor(tx.audit)),
                 },
             )
-            stored = repo.StoredReceipt(
+            stored = StoredReceipt(
                 request_id, subject_id, signed.payload, signed.signature, self._signer.key_id
             )
-            repo.insert_receipt(tx.data, stored, now)
+            tx.receipts.insert_receipt(stored, now)
         if subject_key is not None:
             self._keys.forget_subject(subject_key.key_id, dek_ids)
         self._audit.record(caller, "shred", subject_id=subject_id, detail=f"request {request_id}")
         self._after_shred()
         return ShredReceipt.from_signed(stored.payload, stored.signature)
 
-    def _as_issued(self, tx: Tx, stored: repo.StoredReceipt) -> ShredReceipt:
+    def _as_issued(self, tx: Tx, stored: StoredReceipt) -> ShredReceipt:
         """A stored receipt as it is handed out again.
 
         One signed before receipts were typed documents (no ``type``) would be
@@ -329,14 +328,14 @@ class Shredder:
         fields["reissued_at"] = self._clock().isoformat()
         fields["audit_anchor"] = anchor_fields(audit_chain.anchor(tx.audit))
         signed = self._signer.sign_document(SHRED_RECEIPT, fields)
-        reissued = repo.StoredReceipt(
+        reissued = StoredReceipt(
             stored.request_id,
             stored.subject_id,
             signed.payload,
             signed.signature,
             self._signer.key_id,
         )
-        repo.reissue_receipt(tx.data, reissued)
+        tx.receipts.reissue_receipt(reissued)
         return ShredReceipt.from_signed(reissued.payload, reissued.signature)
 
     # -- DSAR exports -----------------------------------------------------------------
@@ -374,13 +373,13 @@ class Shredder:
         self._require(caller, Action.HOLD, subject_id)
         now = self._clock()
         with self._store.write() as tx:
-            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            subject = tx.subjects.subject_record(subject_id, lock=True)
             if subject is None:
                 raise NotFound("subject not found")
-            if subject.state == repo.SHREDDED:
+            if subject.state == SHREDDED:
                 raise FailedPrecondition("subject is shredded")
-            repo.set_legal_hold(tx.data, subject_id, hold, reason, now)
-            pending = None if hold else repo.pending_shred(tx.data, subject_id)
+            tx.subjects.set_legal_hold(subject_id, hold, reason, now)
+            pending = None if hold else tx.receipts.pending_shred(subject_id)
         self._audit.record(
             caller, "hold" if hold else "release", subject_id=subject_id, detail=reason
         )
@@ -391,7 +390,7 @@ class Shredder:
     def check_not_held(self, subject_id: str) -> None:
         """For DeleteField and retention: refuse while a hold is set."""
         with self._store.read() as tx:
-            subject = repo.subject_record(tx.data, subject_id)
+            subject = tx.subjects.subject_record(subject_id)
         if subject is not None and subject.legal_hold:
             raise SubjectHeldError("subject is under a legal hold")
 

@@ -56,9 +56,12 @@ from vault.errors import (
 from vault.fields.base import Facts, FieldType, FieldValue
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, FindAnswers, Policy, View
-from vault.storage import repository as repo
 from vault.storage.database import Store, Tx, WriteConflictError
+from vault.storage.fields import StoredField
 from vault.storage.hot_reads import HotReads
+from vault.storage.idempotency import IdempotencyRecord
+from vault.storage.keys import KeyRows
+from vault.storage.subjects import SHREDDED, SubjectRecord
 
 Clock = Callable[[], datetime]
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -142,7 +145,7 @@ class Vault:
         self,
         caller: str,
         action: Action,
-        stored: repo.StoredField,
+        stored: StoredField,
         *,
         missing: VaultError,
         sent_field: str | None,
@@ -281,37 +284,39 @@ class Vault:
         with self._store.write() as tx:
             # Locked first: a hold, a concurrent put or delete of this subject
             # commits before or after this whole write, never in the middle.
-            subject = repo.subject_record(tx.data, subject_id, lock=True)
-            if subject is not None and subject.state == repo.SHREDDED:
+            subject = tx.subjects.subject_record(subject_id, lock=True)
+            if subject is not None and subject.state == SHREDDED:
                 raise FailedPrecondition("subject is shredded; it cannot be written again")
             if idempotency_key:
-                earlier = repo.idempotency_record(tx.data, caller, subject_id, idempotency_key, now)
+                earlier = tx.idempotency.idempotency_record(
+                    caller, subject_id, idempotency_key, now
+                )
                 if earlier is not None:
                     return self._replay(tx, caller, subject_id, field, normal, earlier), "replay"
-            old = repo.get_field(tx.data, subject_id, field)
+            old = tx.fields.get_field(subject_id, field)
             if old is not None:
                 if create_only:
                     # A canary is a decoy: never planted over a real value.
                     raise AlreadyExists("the field exists; plant canaries on new fields only")
                 self._check_overwrite(caller, subject, old, normal)
             if subject is None:
-                repo.insert_subject(tx.data, subject_id, now)
+                tx.subjects.insert_subject(subject_id, now)
                 subject_key = self._keys.new_subject_key(subject_id)
-                repo.insert_subject_key(tx.keys, subject_key, now)
+                tx.key_rows.insert_subject_key(subject_key, now)
             else:
-                found = repo.subject_key_for(tx.keys, subject_id)
+                found = tx.key_rows.subject_key_for(subject_id)
                 if found is None:
                     raise DataLoss("the subject key is missing")
                 subject_key = found
-                repo.touch_subject(tx.data, subject_id, now)
+                tx.subjects.touch_subject(subject_id, now)
             material, cipher = self._keys.new_data_key(subject_key, field)
-            repo.insert_data_key(tx.keys, material, now)
+            tx.key_rows.insert_data_key(material, now)
             token = new_token(self._rng)
             version = 1 if old is None else old.version + 1
             view = FieldView(
                 subject_id, field, normal.type, normal.masked, token, version, now, normal.facts
             )
-            stored = repo.StoredField(
+            stored = StoredField(
                 subject_id,
                 field,
                 normal.type,
@@ -323,11 +328,11 @@ class Vault:
             )
             expires_on = _expiry(normal.facts)
             if old is None:
-                repo.insert_field(tx.data, stored, token_digest(token), now, expires_on)
+                tx.fields.insert_field(stored, token_digest(token), now, expires_on)
             else:
-                repo.replace_field(tx.data, stored, token_digest(token), expires_on)
+                tx.fields.replace_field(stored, token_digest(token), expires_on)
                 # No record may confirm the value that is being destroyed.
-                repo.disarm_idempotency(tx.data, subject_id, field)
+                tx.idempotency.disarm_idempotency(subject_id, field)
                 replaced_dek = old.dek_id
                 tx.delete_keys_after_commit(_delete_data_key(old.dek_id))
             digest = (
@@ -335,14 +340,13 @@ class Vault:
                 if normal.index_input is None
                 else self._indexer.digest(normal.type, normal.index_input)
             )
-            repo.put_index(tx.data, subject_id, field, normal.type, digest)
+            tx.index.put_index(subject_id, field, normal.type, digest)
             if idempotency_key:
-                repo.remember_idempotency(
-                    tx.data,
+                tx.idempotency.remember_idempotency(
                     caller,
                     subject_id,
                     idempotency_key,
-                    repo.IdempotencyRecord(
+                    IdempotencyRecord(
                         field,
                         material.dek_id,
                         cipher.fingerprint(caller, normal.type, normal.canonical),
@@ -365,14 +369,14 @@ class Vault:
         subject_id: str,
         field: str,
         normal: fields.Normalized,
-        earlier: repo.IdempotencyRecord,
+        earlier: IdempotencyRecord,
     ) -> FieldView:
         """Answer a retry from the caller's record, without writing anything.
 
         The answer depends on the guessed content only while the value the
         record wrote still stands, and then only for the caller who wrote it.
         """
-        stored = repo.get_field(tx.data, subject_id, earlier.field)
+        stored = tx.fields.get_field(subject_id, earlier.field)
         if (
             earlier.fingerprint is None
             or stored is None
@@ -404,8 +408,8 @@ class Vault:
     def _check_overwrite(
         self,
         caller: str,
-        subject: repo.SubjectRecord | None,
-        old: repo.StoredField,
+        subject: SubjectRecord | None,
+        old: StoredField,
         normal: fields.Normalized,
     ) -> None:
         """A put over an existing value destroys it: refused when a delete would be."""
@@ -435,7 +439,7 @@ class Vault:
         reclaims their rows. The maintenance loop calls it.
         """
         with self._store.write() as tx:
-            return repo.purge_expired_idempotency(tx.data, self._clock())
+            return tx.idempotency.purge_expired_idempotency(self._clock())
 
     def delete_field(self, caller: str, subject_id: str, field: str) -> datetime:
         check_subject_id(subject_id, self.limits)
@@ -450,7 +454,7 @@ class Vault:
             caller, Action.DELETE, found, missing=NotFound(FIELD_NOT_FOUND), sent_field=field
         )
         with self._store.read() as tx:
-            subject = repo.subject_record(tx.data, subject_id)
+            subject = tx.subjects.subject_record(subject_id)
         if subject is not None and subject.legal_hold:
             self._audit.record(
                 caller,
@@ -463,7 +467,7 @@ class Vault:
             )
             raise FailedPrecondition("subject is under a legal hold; nothing of it may be deleted")
 
-        def same_type(_tx: Tx, stored: repo.StoredField) -> bool:
+        def same_type(_tx: Tx, stored: StoredField) -> bool:
             if stored.field_type != field_type:
                 raise FailedPrecondition("the field changed type while it was deleted; retry")
             return True
@@ -485,8 +489,8 @@ class Vault:
         check_subject_id(subject_id, self.limits)
         check_field_name(field, self.limits)
 
-        def still_expired(tx: Tx, _stored: repo.StoredField) -> bool:
-            expires_on = repo.field_expires_on(tx.data, subject_id, field)
+        def still_expired(tx: Tx, _stored: StoredField) -> bool:
+            expires_on = tx.fields.field_expires_on(subject_id, field)
             return expires_on is not None and expires_on < expired_before
 
         if not self._destroy_field(subject_id, field, still_expired):
@@ -495,7 +499,7 @@ class Vault:
         return True
 
     def _destroy_field(
-        self, subject_id: str, field: str, due: Callable[[Tx, repo.StoredField], bool]
+        self, subject_id: str, field: str, due: Callable[[Tx, StoredField], bool]
     ) -> bool:
         """Delete a field's row, index row and data key if ``due`` says so; one transaction.
 
@@ -503,13 +507,13 @@ class Vault:
         read after any concurrent write to the subject has committed.
         """
         with self._store.write() as tx:
-            subject = repo.subject_record(tx.data, subject_id, lock=True)
+            subject = tx.subjects.subject_record(subject_id, lock=True)
             stored = self._stored_field(tx, subject_id, field)
             if subject is not None and subject.legal_hold:
                 raise FailedPrecondition("subject is under a legal hold")
             if not due(tx, stored):
                 return False
-            repo.delete_field(tx.data, subject_id, field)
+            tx.fields.delete_field(subject_id, field)
             tx.delete_keys_after_commit(_delete_data_key(stored.dek_id))
         self._keys.forget_data_key(stored.dek_id)
         # The destroyed key and ciphertext must not linger in SQLite's WAL either.
@@ -555,7 +559,7 @@ class Vault:
 
     def _locate(
         self, caller: str, subject_id: str, field: str, wanted: View, purpose: str
-    ) -> tuple[repo.StoredField, FieldCipher]:
+    ) -> tuple[StoredField, FieldCipher]:
         """The hot path: one row read, the policy, and a cached data key if there is one."""
         for attempt in (1, 2):
             stored = self._hot.get_field(subject_id, field)
@@ -607,7 +611,7 @@ class Vault:
         self._require(caller, Action.GET, subject_id=subject_id)
         policy = self._policy()
         with self._store.read() as tx:
-            stored_fields = repo.list_fields(tx.data, subject_id)
+            stored_fields = tx.fields.list_fields(subject_id)
             if not stored_fields:
                 self._raise_missing(tx, subject_id, SUBJECT_HAS_NO_FIELDS)
             visible = [
@@ -637,7 +641,7 @@ class Vault:
         # answered exactly as for an unknown token.
         self._require(caller, Action.DETOKENIZE, purpose=purpose)
         with self._store.read() as tx:
-            stored = repo.field_by_token(tx.data, token_digest(token))
+            stored = tx.fields.field_by_token(token_digest(token))
             if stored is None:
                 raise NotFound(NO_FIELD_HOLDS_TOKEN)
             self._require_stored(
@@ -694,7 +698,7 @@ class Vault:
             raise
         digest = self._indexer.digest(normal.type, normal.index_input)
         with self._store.read() as tx:
-            holders = repo.find_subjects(tx.data, normal.type, digest)
+            holders = tx.index.find_subjects(normal.type, digest)
         found = bool(holders)
         self._audit.record_later(
             caller, "find", detail=f"field_type={normal.type} result={'hit' if found else 'miss'}"
@@ -717,7 +721,7 @@ class Vault:
         check_purpose(purpose, self.limits)
         self._require(caller, Action.EXPORT, subject_id=subject_id, purpose=purpose)
         with self._store.read() as tx:
-            stored_fields = repo.list_fields(tx.data, subject_id)
+            stored_fields = tx.fields.list_fields(subject_id)
             if not stored_fields:
                 self._raise_missing(tx, subject_id, SUBJECT_HAS_NO_FIELDS)
             for stored in stored_fields:
@@ -762,8 +766,8 @@ class Vault:
         self.guards.plant_canary(caller, subject_id, field)
 
     # -- helpers ----------------------------------------------------------------------
-    def _stored_field(self, tx: Tx, subject_id: str, field: str) -> repo.StoredField:
-        stored = repo.get_field(tx.data, subject_id, field)
+    def _stored_field(self, tx: Tx, subject_id: str, field: str) -> StoredField:
+        stored = tx.fields.get_field(subject_id, field)
         if stored is None:
             self._raise_missing(tx, subject_id, FIELD_NOT_FOUND)
             raise AssertionError("unreachable")
@@ -771,26 +775,26 @@ class Vault:
 
     @staticmethod
     def _raise_missing(tx: Tx, subject_id: str, message: str) -> None:
-        if repo.subject_state(tx.data, subject_id) == repo.SHREDDED:
+        if tx.subjects.subject_state(subject_id) == SHREDDED:
             raise FailedPrecondition("subject is shredded")
         raise NotFound(message)
 
-    def _cipher(self, tx: Tx, stored: repo.StoredField) -> FieldCipher:
+    def _cipher(self, tx: Tx, stored: StoredField) -> FieldCipher:
         cipher = self._keys.cached_cipher(stored.dek_id)
         if cipher is not None and cipher.owner == (stored.subject_id, stored.field):
             return cipher
-        material = repo.data_key(tx.keys, stored.dek_id)
+        material = tx.key_rows.data_key(stored.dek_id)
         if material is None:
             raise _DataKeyGoneError
         if material.subject_id != stored.subject_id or material.field != stored.field:
             raise DataLoss("the field's data key belongs to another field")
-        subject_key = repo.subject_key_by_id(tx.keys, material.subject_key_id)
+        subject_key = tx.key_rows.subject_key_by_id(material.subject_key_id)
         if subject_key is None:
             raise DataLoss("the subject key is missing")
         return self._keys.open_data_key(material, subject_key)
 
     @staticmethod
-    def _view(stored: repo.StoredField, cipher: FieldCipher, *, with_token: bool) -> FieldView:
+    def _view(stored: StoredField, cipher: FieldCipher, *, with_token: bool) -> FieldView:
         try:
             document = json.loads(cipher.open_view(stored.view_ct))
         except InvalidCiphertextError:
@@ -807,7 +811,7 @@ class Vault:
         )
 
     @staticmethod
-    def _value(stored: repo.StoredField, cipher: FieldCipher) -> FieldValue:
+    def _value(stored: StoredField, cipher: FieldCipher) -> FieldValue:
         try:
             canonical = cipher.open_value(stored.value_ct)
         except InvalidCiphertextError:
@@ -852,6 +856,6 @@ def _encode_view(masked: str, token: str, facts: Facts) -> bytes:
 
 def _delete_data_key(dek_id: str) -> Callable[[Connection], None]:
     def action(conn: Connection) -> None:
-        repo.delete_data_key(conn, dek_id)
+        KeyRows(conn).delete_data_key(dek_id)
 
     return action

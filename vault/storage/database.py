@@ -29,6 +29,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from vault.errors import DataLoss, Unavailable, VaultError
 from vault.storage.audit_events import AuditEventRows
+from vault.storage.consent import ConsentRows
+from vault.storage.fields import FieldRows
+from vault.storage.idempotency import IdempotencyRows
+from vault.storage.index import IndexRows
+from vault.storage.index_keys import IndexKeyRows
+from vault.storage.keys import KeyRows
+from vault.storage.receipts import ReceiptRows
+from vault.storage.retention_queries import RetentionQueries
+from vault.storage.rotation import RotationRows
+from vault.storage.subjects import SubjectRows
 
 log = logging.getLogger("vault.storage")
 
@@ -108,7 +118,11 @@ def is_sqlite(engine: Engine) -> bool:
 
 @dataclass
 class Tx:
-    """One unit of work: ``data`` and ``keys`` are the same connection unless split."""
+    """One unit of work: ``data`` and ``keys`` are the same connection unless split.
+
+    Each aggregate's rows are reached through it (``tx.fields``, ``tx.key_rows``...),
+    bound to the store that holds them, so a caller never picks a connection.
+    """
 
     data: Connection
     keys: Connection
@@ -117,6 +131,46 @@ class Tx:
     @cached_property
     def audit(self) -> AuditEventRows:
         return AuditEventRows(self.data)
+
+    @cached_property
+    def subjects(self) -> SubjectRows:
+        return SubjectRows(self.data)
+
+    @cached_property
+    def key_rows(self) -> KeyRows:
+        return KeyRows(self.keys)
+
+    @cached_property
+    def fields(self) -> FieldRows:
+        return FieldRows(self.data)
+
+    @cached_property
+    def index(self) -> IndexRows:
+        return IndexRows(self.data)
+
+    @cached_property
+    def index_keys(self) -> IndexKeyRows:
+        return IndexKeyRows(self.keys)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRows:
+        return IdempotencyRows(self.data)
+
+    @cached_property
+    def receipts(self) -> ReceiptRows:
+        return ReceiptRows(self.data)
+
+    @cached_property
+    def retention(self) -> RetentionQueries:
+        return RetentionQueries(self.data)
+
+    @cached_property
+    def rotation(self) -> RotationRows:
+        return RotationRows(self.keys)
+
+    @cached_property
+    def consent(self) -> ConsentRows:
+        return ConsentRows(self.data)
 
     def delete_keys_after_commit(self, action: Callable[[Connection], None]) -> None:
         """Run ``action`` on the key store once the data rows are committed."""

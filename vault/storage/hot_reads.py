@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from vault.errors import DataLoss, Unavailable
 from vault.fields.base import FieldType
 from vault.storage.database import database_failure, make_engine
-from vault.storage.repository import GET_FIELD, StoredField
+from vault.storage.fields import GET_FIELD, StoredField
 from vault.storage.rows import aware
 
 _FIELD_TYPES = frozenset(t.value for t in FieldType)

@@ -1,0 +1,39 @@
+"""The blind index: which subjects hold a value, by keyed digest."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Connection, Table, delete, insert, select
+
+from vault.storage.models import BlindIndexRow, SubjectRow
+
+_subjects = cast(Table, SubjectRow.__table__)
+_index = cast(Table, BlindIndexRow.__table__)
+
+
+class IndexRows:
+    """The ``blind_index`` table."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def put_index(self, subject_id: str, field: str, field_type: str, digest: bytes | None) -> None:
+        self._conn.execute(
+            delete(_index).where(_index.c.subject_id == subject_id, _index.c.field == field)
+        )
+        if digest is not None:
+            self._conn.execute(
+                insert(_index).values(
+                    subject_id=subject_id, field=field, field_type=field_type, digest=digest
+                )
+            )
+
+    def find_subjects(self, field_type: str, digest: bytes) -> list[str]:
+        rows = self._conn.execute(
+            select(_index.c.subject_id)
+            .where(_index.c.field_type == field_type, _index.c.digest == digest)
+            .distinct()
+            .order_by(_index.c.subject_id)
+        )
+        return [row[0] for row in rows]

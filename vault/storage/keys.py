@@ -1,0 +1,94 @@
+"""Subject keys and data keys, as stored wrapped in the key store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select
+
+from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
+from vault.keys.provider import WrappedKey
+from vault.storage.models import DataKeyRow, SubjectKeyRow
+
+_subject_keys = cast(Table, SubjectKeyRow.__table__)
+_data_keys = cast(Table, DataKeyRow.__table__)
+
+
+def subject_key_material(row: object) -> SubjectKeyMaterial:
+    """A subject key row as the key hierarchy takes it."""
+    r = row._mapping  # type: ignore[attr-defined]
+    return SubjectKeyMaterial(
+        r["key_id"], r["subject_id"], WrappedKey(r["kek_id"], r["kek_version"], r["wrapped"])
+    )
+
+
+_DATA_KEY = select(_data_keys).where(_data_keys.c.dek_id == bindparam("dek_id"))
+
+_SUBJECT_KEY_BY_ID = select(_subject_keys).where(_subject_keys.c.key_id == bindparam("key_id"))
+
+
+class KeyRows:
+    """The ``subject_keys`` and ``data_keys`` tables on the key store connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def subject_key_for(self, subject_id: str) -> SubjectKeyMaterial | None:
+        row = self._conn.execute(
+            select(_subject_keys).where(_subject_keys.c.subject_id == subject_id)
+        ).first()
+        return None if row is None else subject_key_material(row)
+
+    def subject_key_by_id(self, key_id: str) -> SubjectKeyMaterial | None:
+        row = self._conn.execute(_SUBJECT_KEY_BY_ID, {"key_id": key_id}).first()
+        return None if row is None else subject_key_material(row)
+
+    def insert_subject_key(self, material: SubjectKeyMaterial, now: datetime) -> None:
+        self._conn.execute(
+            insert(_subject_keys).values(
+                key_id=material.key_id,
+                subject_id=material.subject_id,
+                kek_id=material.wrapped.kek_id,
+                kek_version=material.wrapped.kek_version,
+                wrapped=material.wrapped.ciphertext,
+                created_at=now,
+            )
+        )
+
+    def data_key(self, dek_id: str) -> DataKeyMaterial | None:
+        row = self._conn.execute(_DATA_KEY, {"dek_id": dek_id}).first()
+        if row is None:
+            return None
+        r = row._mapping
+        return DataKeyMaterial(
+            r["dek_id"], r["subject_id"], r["field"], r["subject_key_id"], r["wrapped"]
+        )
+
+    def insert_data_key(self, material: DataKeyMaterial, now: datetime) -> None:
+        self._conn.execute(
+            insert(_data_keys).values(
+                dek_id=material.dek_id,
+                subject_id=material.subject_id,
+                field=material.field,
+                subject_key_id=material.subject_key_id,
+                wrapped=material.wrapped,
+                created_at=now,
+            )
+        )
+
+    def delete_data_key(self, dek_id: str) -> None:
+        self._conn.execute(delete(_data_keys).where(_data_keys.c.dek_id == dek_id))
+
+    def data_key_ids_of(self, subject_id: str) -> list[str]:
+        rows = self._conn.execute(
+            select(_data_keys.c.dek_id)
+            .where(_data_keys.c.subject_id == subject_id)
+            .order_by(_data_keys.c.dek_id)
+        )
+        return [row[0] for row in rows]
+
+    def delete_subject_keys(self, subject_id: str) -> None:
+        """Destroy every key of a subject: its data keys and its subject key."""
+        self._conn.execute(delete(_data_keys).where(_data_keys.c.subject_id == subject_id))
+        self._conn.execute(delete(_subject_keys).where(_subject_keys.c.subject_id == subject_id))

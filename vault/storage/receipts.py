@@ -1,0 +1,109 @@
+"""Shred receipts as signed, and shreds queued behind a legal hold."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Table, delete, insert, select, update
+
+from vault.storage.models import PendingShredRow, ShredReceiptRow
+from vault.storage.rows import aware
+
+_receipts = cast(Table, ShredReceiptRow.__table__)
+_pending = cast(Table, PendingShredRow.__table__)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredReceipt:
+    request_id: str
+    subject_id: str
+    payload: bytes
+    signature: bytes
+    signing_key_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingShred:
+    subject_id: str
+    request_id: str
+    reason: str
+    caller: str
+    requested_at: datetime
+
+
+def _receipt(row: Row[*tuple[Any, ...]]) -> StoredReceipt:
+    r = row._mapping
+    return StoredReceipt(
+        r["request_id"], r["subject_id"], r["payload"], r["signature"], r["signing_key_id"]
+    )
+
+
+class ReceiptRows:
+    """The ``shred_receipts`` and ``pending_shreds`` tables."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def receipt_by_request(self, request_id: str) -> StoredReceipt | None:
+        row = self._conn.execute(
+            select(_receipts).where(_receipts.c.request_id == request_id)
+        ).first()
+        return None if row is None else _receipt(row)
+
+    def receipt_for_subject(self, subject_id: str) -> StoredReceipt | None:
+        row = self._conn.execute(
+            select(_receipts)
+            .where(_receipts.c.subject_id == subject_id)
+            .order_by(_receipts.c.created_at)
+            .limit(1)
+        ).first()
+        return None if row is None else _receipt(row)
+
+    def insert_receipt(self, receipt: StoredReceipt, now: datetime) -> None:
+        self._conn.execute(
+            insert(_receipts).values(
+                request_id=receipt.request_id,
+                subject_id=receipt.subject_id,
+                payload=receipt.payload,
+                signature=receipt.signature,
+                signing_key_id=receipt.signing_key_id,
+                created_at=now,
+            )
+        )
+
+    def reissue_receipt(self, receipt: StoredReceipt) -> None:
+        """Replace a stored receipt's signed form (one signed before documents were typed)."""
+        self._conn.execute(
+            update(_receipts)
+            .where(_receipts.c.request_id == receipt.request_id)
+            .values(
+                payload=receipt.payload,
+                signature=receipt.signature,
+                signing_key_id=receipt.signing_key_id,
+            )
+        )
+
+    def pending_shred(self, subject_id: str) -> PendingShred | None:
+        row = self._conn.execute(
+            select(_pending).where(_pending.c.subject_id == subject_id)
+        ).first()
+        if row is None:
+            return None
+        r = row._mapping
+        return PendingShred(
+            r["subject_id"], r["request_id"], r["reason"], r["caller"], aware(r["requested_at"])
+        )
+
+    def queue_shred(self, pending: PendingShred) -> None:
+        self._conn.execute(delete(_pending).where(_pending.c.subject_id == pending.subject_id))
+        self._conn.execute(
+            insert(_pending).values(
+                subject_id=pending.subject_id,
+                request_id=pending.request_id,
+                reason=pending.reason,
+                caller=pending.caller,
+                requested_at=pending.requested_at,
+            )
+        )
