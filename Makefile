@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/pii-vault serve --init --data-dir $(DATA_DIR)
 
-## test: the whole test suite (SQLite, and PostgreSQL when it is reachable)
+## test: the whole test suite (SQLite, and PostgreSQL when it is reachable), a process per core; each module stays in one process, so its server and database start once
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadscope
 
 ## lint: ruff and mypy --strict on the package
 lint: $(STAMP)

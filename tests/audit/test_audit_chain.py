@@ -14,7 +14,6 @@ from sqlalchemy import select, text
 from vault.audit.log import REKEY_ACTION, AuditLog, StaticChainKey
 from vault.crypto.hash_chain import GENESIS, chain_hash, unkeyed_hash
 from vault.errors import Unavailable
-from vault.storage import migrate
 from vault.storage.database import Store
 from vault.storage.models import AuditEventRow
 
@@ -30,16 +29,6 @@ class Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    migrate.upgrade(s)
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from vault.bootstrap.app import PolicyHolder
 from vault.domain.guards import AccessGuards
 from vault.errors import InvalidArgument, PermissionDenied
 from vault.policy import DEFAULT_POLICY_TOML
-from vault.storage import migrate
 from vault.storage.database import Store
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -26,16 +24,6 @@ class FakeMonotonic:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    migrate.upgrade(s)
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 @pytest.fixture

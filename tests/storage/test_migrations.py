@@ -18,8 +18,9 @@ from vault.storage.models import DATA_TABLES, KEY_TABLES, Base
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
+def store(fresh_database_url: str) -> Iterator[Store]:
+    """A store on a database nobody has migrated yet."""
+    s = Store(fresh_database_url)
     try:
         yield s
     finally:
