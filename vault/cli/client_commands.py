@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf import json_format
 from grpc_health.v1 import health_pb2
 
 from vault.client import DEFAULT_TARGET, VaultClient
@@ -63,6 +62,8 @@ def run_client(args: argparse.Namespace) -> int:
 
 def value_from_text(kind: str, text: str) -> pb.FieldValue:
     """Parse stdin: plain text for simple types, JSON for address and card."""
+    from google.protobuf import json_format  # not loaded by commands that send no value
+
     text = text.strip()
     if kind == "phone":
         return pb.FieldValue(phone=pb.PhoneNumber(number=text))
@@ -82,6 +83,8 @@ def value_from_text(kind: str, text: str) -> pb.FieldValue:
 
 
 def _print(message: object) -> None:
+    from google.protobuf import json_format
+
     print(json_format.MessageToJson(message, indent=2))  # type: ignore[arg-type]
 
 
@@ -262,6 +265,8 @@ def audit(client: VaultClient, args: argparse.Namespace) -> int:
 
 def list_events(client: VaultClient, args: argparse.Namespace) -> int:
     """Page through events as JSON lines, at most ``--limit`` of them."""
+    from google.protobuf import json_format
+
     token = ""
     shown = 0
     while shown < args.limit:
