@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clocks import ManualTime
 
 from vault.audit.log import AuditLog
 from vault.bootstrap.app import (
@@ -52,14 +53,6 @@ SCHEDULE = RotationSchedule(timedelta(days=30), tick=HOUR, allowance=DAY)
 INDEX_KEYS = len(FieldType)
 
 
-class MovableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Replica:
     store: Store
@@ -74,13 +67,13 @@ class Replica:
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock(START)
+def clock() -> ManualTime[datetime]:
+    return ManualTime(START)
 
 
 @pytest.fixture
 def replicas(
-    database_url: str, tmp_path: Path, clock: MovableClock
+    database_url: str, tmp_path: Path, clock: ManualTime[datetime]
 ) -> Iterator[Callable[..., Replica]]:
     """``replicas(schedule)``: one more replica over the same store and keyring."""
     keyring = tmp_path / "keyring.json"
@@ -151,7 +144,7 @@ def test_the_schedule_follows_the_settings_and_is_off_when_the_loop_is() -> None
 
 
 def test_a_receipt_horizon_is_read_from_the_keyring_as_it_is_at_the_shred(
-    tmp_path: Path, clock: MovableClock
+    tmp_path: Path, clock: ManualTime[datetime]
 ) -> None:
     keyring = tmp_path / "keyring.json"
     create_keyring(keyring, now=START)
@@ -166,7 +159,7 @@ def test_a_receipt_horizon_is_read_from_the_keyring_as_it_is_at_the_shred(
 
 # -- the loop -------------------------------------------------------------------------------
 def test_a_tick_rotates_only_when_due_then_rewraps_every_key_and_retires_the_old_version(
-    replicas: Callable[..., Replica], clock: MovableClock
+    replicas: Callable[..., Replica], clock: ManualTime[datetime]
 ) -> None:
     replica = replicas()
     put_subjects(replica, 3)
@@ -198,7 +191,7 @@ def test_a_tick_rotates_only_when_due_then_rewraps_every_key_and_retires_the_old
 
 
 def test_a_tick_stopped_midway_is_finished_by_the_next_tick_of_another_replica(
-    replicas: Callable[..., Replica], clock: MovableClock
+    replicas: Callable[..., Replica], clock: ManualTime[datetime]
 ) -> None:
     first = replicas()
     put_subjects(first, 3)
@@ -218,7 +211,7 @@ def test_a_tick_stopped_midway_is_finished_by_the_next_tick_of_another_replica(
 
 
 def test_two_replicas_ticking_at_once_rotate_once(
-    replicas: Callable[..., Replica], clock: MovableClock
+    replicas: Callable[..., Replica], clock: ManualTime[datetime]
 ) -> None:
     both = [replicas(), replicas()]
     put_subjects(both[0], 2)
@@ -247,7 +240,7 @@ def test_two_replicas_ticking_at_once_rotate_once(
 
 
 def test_the_status_shows_the_schedule_and_a_loop_that_fell_behind(
-    replicas: Callable[..., Replica], clock: MovableClock
+    replicas: Callable[..., Replica], clock: ManualTime[datetime]
 ) -> None:
     replica = replicas()
     put_subjects(replica, 2)
@@ -272,7 +265,7 @@ def test_the_status_shows_the_schedule_and_a_loop_that_fell_behind(
 
 
 def test_with_the_schedule_off_a_tick_never_rotates(
-    replicas: Callable[..., Replica], clock: MovableClock
+    replicas: Callable[..., Replica], clock: ManualTime[datetime]
 ) -> None:
     replica = replicas(ROTATION_OFF)
     put_subjects(replica, 1)
@@ -311,7 +304,7 @@ def test_a_run_gives_the_rotation_its_time_and_survives_its_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rotation = RecordingRotation()
-    clock = MovableClock(START)
+    clock = ManualTime(START)
     loop = Maintenance(
         IdleSweeper(),  # type: ignore[arg-type]
         IdleStore(),  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from clocks import ManualTime
 
 from vault.audit.log import AuditLog
 from vault.audit.records import AuditRecord
@@ -92,20 +93,12 @@ class CountingStore(Store):
         return self.writes[threading.get_ident()]
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Harness:
     store: CountingStore
     vault: Vault
     audit: AuditLog
-    clock: Monotonic
+    clock: ManualTime[float]
 
     def events(self) -> list[AuditRecord]:
         return self.audit.events()
@@ -121,7 +114,7 @@ def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
     migrate.upgrade(store)
     provider = LocalKeyProvider(keyring)
     audit = AuditLog(store, lambda: NOW, chain_key=provider, flush_interval=3600)
-    clock = Monotonic()
+    clock = ManualTime(100.0)
     vault = Vault(
         store,
         KeyHierarchy(provider),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from clocks import ManualTime
 
 from vault.audit.log import AuditLog, StaticChainKey
 from vault.audit.records import AuditRecord
@@ -17,14 +18,6 @@ from vault.storage.database import Store
 
 WINDOW = 600.0
 MASK = "+372 **** **43"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -41,7 +34,7 @@ def audit(database_url: str) -> Iterator[AuditLog]:
 
 
 def watch_with(
-    audit: AuditLog, clock: Clock, *, misses: int | None = 50, same_mask: int | None = 5
+    audit: AuditLog, clock: ManualTime[float], *, misses: int | None = 50, same_mask: int | None = 5
 ) -> EnumerationWatch:
     limits = RateLimits(alarm=EnumerationAlarm(WINDOW, misses=misses, same_mask=same_mask))
     return EnumerationWatch(lambda: limits, audit, monotonic=clock)
@@ -58,7 +51,7 @@ def alarms(audit: AuditLog) -> list[AuditRecord]:
 def test_distinct_misses_sharing_one_mask_sound_the_alarm_and_refuse_the_caller(
     audit: AuditLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
+    clock = ManualTime(5000.0)
     watch = watch_with(audit, clock)
     for number in range(5):  # up to the threshold: quiet
         watch.check("registration")
@@ -86,7 +79,7 @@ def test_distinct_misses_sharing_one_mask_sound_the_alarm_and_refuse_the_caller(
 
 
 def test_the_caller_is_refused_until_the_window_passes(audit: AuditLog) -> None:
-    clock = Clock()
+    clock = ManualTime(5000.0)
     watch = watch_with(audit, clock)
     for number in range(6):
         watch.missed("registration", "phone", MASK, digest(number))
@@ -102,7 +95,7 @@ def test_the_caller_is_refused_until_the_window_passes(audit: AuditLog) -> None:
 
 
 def test_the_same_value_again_is_not_a_new_candidate(audit: AuditLog) -> None:
-    watch = watch_with(audit, Clock())
+    watch = watch_with(audit, ManualTime(5000.0))
     for _ in range(20):
         watch.missed("registration", "phone", MASK, digest(7))
     watch.check("registration")
@@ -110,7 +103,7 @@ def test_the_same_value_again_is_not_a_new_candidate(audit: AuditLog) -> None:
 
 
 def test_misses_spread_over_masks_are_counted_only_by_the_total(audit: AuditLog) -> None:
-    watch = watch_with(audit, Clock(), misses=12, same_mask=5)
+    watch = watch_with(audit, ManualTime(5000.0), misses=12, same_mask=5)
     for number in range(12):
         watch.missed("registration", "phone", f"+372 **** **{number:02d}", digest(number))
     watch.check("registration")
@@ -122,7 +115,7 @@ def test_misses_spread_over_masks_are_counted_only_by_the_total(audit: AuditLog)
 
 
 def test_misses_older_than_the_window_are_forgotten(audit: AuditLog) -> None:
-    clock = Clock()
+    clock = ManualTime(5000.0)
     watch = watch_with(audit, clock)
     for number in range(5):
         watch.missed("registration", "phone", MASK, digest(number))
@@ -133,7 +126,7 @@ def test_misses_older_than_the_window_are_forgotten(audit: AuditLog) -> None:
 
 
 def test_without_an_alarm_in_the_limits_nothing_is_counted(audit: AuditLog) -> None:
-    watch = EnumerationWatch(RateLimits, audit, monotonic=Clock())
+    watch = EnumerationWatch(RateLimits, audit, monotonic=ManualTime(5000.0))
     for number in range(1000):
         watch.missed("registration", "phone", MASK, digest(number))
     watch.check("registration")

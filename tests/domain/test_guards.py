@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from clocks import ManualTime
 
 from vault.audit.log import AuditLog, StaticChainKey
 from vault.bootstrap.app import PolicyHolder
@@ -18,26 +19,20 @@ from vault.storage.database import Store
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def audit(store: Store) -> AuditLog:
     return AuditLog(store, lambda: NOW, chain_key=StaticChainKey(bytes(range(32))))
 
 
 @pytest.fixture
-def monotonic() -> FakeMonotonic:
-    return FakeMonotonic()
+def monotonic() -> ManualTime[float]:
+    return ManualTime(0.0)
 
 
 @pytest.fixture
-def guards(store: Store, audit: AuditLog, tmp_path: Path, monotonic: FakeMonotonic) -> AccessGuards:
+def guards(
+    store: Store, audit: AuditLog, tmp_path: Path, monotonic: ManualTime[float]
+) -> AccessGuards:
     policy = tmp_path / "policy.toml"
     policy.write_text(DEFAULT_POLICY_TOML)
     return AccessGuards(store, PolicyHolder(policy), audit, lambda: NOW, monotonic=monotonic)
@@ -100,7 +95,11 @@ def test_only_operators_plant_canaries(guards: AccessGuards) -> None:
 
 
 def test_another_replica_learns_of_a_canary_within_the_refresh_interval(
-    store: Store, audit: AuditLog, guards: AccessGuards, tmp_path: Path, monotonic: FakeMonotonic
+    store: Store,
+    audit: AuditLog,
+    guards: AccessGuards,
+    tmp_path: Path,
+    monotonic: ManualTime[float],
 ) -> None:
     policy = tmp_path / "policy.toml"
     other = AccessGuards(store, PolicyHolder(policy), audit, lambda: NOW, monotonic=monotonic)

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from clocks import ManualTime
 
 from vault.domain.rate_limit import Budget, Rate, RateLimiter, RateLimits
 from vault.errors import ResourceExhausted
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 LIMITS = RateLimits(
     default={Budget.SEARCH: Rate(per_second=1.0, burst=3), Budget.DENIAL: Rate(2.0, 2)},
@@ -22,7 +14,7 @@ LIMITS = RateLimits(
 )
 
 
-def limiter(clock: Clock, limits: RateLimits = LIMITS) -> RateLimiter:
+def limiter(clock: ManualTime[float], limits: RateLimits = LIMITS) -> RateLimiter:
     return RateLimiter(lambda: limits, monotonic=clock)
 
 
@@ -36,7 +28,7 @@ def spend_until_refused(limiter: RateLimiter, caller: str, budget: Budget) -> in
 
 
 def test_a_caller_gets_its_burst_then_is_refused_with_the_wait_for_the_next_token() -> None:
-    clock = Clock()
+    clock = ManualTime(1000.0)
     buckets = limiter(clock)
     assert spend_until_refused(buckets, "registration", Budget.SEARCH) == 3
     with pytest.raises(ResourceExhausted) as caught:
@@ -47,7 +39,7 @@ def test_a_caller_gets_its_burst_then_is_refused_with_the_wait_for_the_next_toke
 
 
 def test_the_bucket_refills_at_its_rate_and_never_beyond_its_burst() -> None:
-    clock = Clock()
+    clock = ManualTime(1000.0)
     buckets = limiter(clock)
     spend_until_refused(buckets, "registration", Budget.SEARCH)
     clock.now += 0.5
@@ -61,7 +53,7 @@ def test_the_bucket_refills_at_its_rate_and_never_beyond_its_burst() -> None:
 
 
 def test_callers_and_budgets_have_buckets_of_their_own() -> None:
-    clock = Clock()
+    clock = ManualTime(1000.0)
     buckets = limiter(clock)
     spend_until_refused(buckets, "registration", Budget.SEARCH)
     assert spend_until_refused(buckets, "checkout", Budget.SEARCH) == 3
@@ -71,13 +63,13 @@ def test_callers_and_budgets_have_buckets_of_their_own() -> None:
 
 
 def test_a_budget_without_a_rate_is_unlimited() -> None:
-    buckets = limiter(Clock())
+    buckets = limiter(ManualTime(1000.0))
     for _ in range(1000):
         buckets.take("registration", Budget.PUT)
 
 
 def test_new_limits_take_effect_on_the_next_take() -> None:
-    clock = Clock()
+    clock = ManualTime(1000.0)
     current = [LIMITS]
     buckets = RateLimiter(lambda: current[0], monotonic=clock)
     spend_until_refused(buckets, "registration", Budget.SEARCH)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import ManualTime
 from sqlalchemy import text
 
 from vault import fields
@@ -627,16 +628,6 @@ def idempotency_rows(h: Harness, subject_id: str) -> list[tuple[object, ...]]:
         ]
 
 
-class SteppedClock:
-    """A clock the test moves forward."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 # Checkout may also store phones, so two callers share a type.
 SHARED_PHONE_POLICY = DEFAULT_POLICY_TOML.replace(
     'field_types = ["card", "payment_token", "address"]',
@@ -725,7 +716,7 @@ def test_a_shred_deletes_the_subjects_idempotency_records(h: Harness) -> None:
 def test_an_idempotency_record_expires_and_is_purged(
     h: Harness, another: Callable[..., Harness]
 ) -> None:
-    clock = SteppedClock(NOW)
+    clock = ManualTime(NOW)
     replica = another(clock=clock)
     first = replica.vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k")
     clock.now = NOW + timedelta(hours=23, minutes=59)

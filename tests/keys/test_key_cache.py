@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from clocks import ManualTime
 
 from vault.keys.cache import CacheLimits, KeyCache
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def cache(
-    clock: FakeClock | None = None,
+    clock: ManualTime[float] | None = None,
     *,
     max_entries: int = 1000,
     max_age_seconds: float = 10_000.0,
@@ -24,7 +17,7 @@ def cache(
 ) -> KeyCache[str]:
     """A cache whose bounds do not bind unless a test asks for one."""
     limits = CacheLimits(max_entries, max_age_seconds, max_uses)
-    return KeyCache(limits, clock=clock or FakeClock())
+    return KeyCache(limits, clock=clock or ManualTime(1000.0))
 
 
 def test_put_then_get() -> None:
@@ -73,7 +66,7 @@ def test_max_entries_one() -> None:
 
 # -- max_age --------------------------------------------------------------------------
 def test_max_age_evicts_at_the_deadline() -> None:
-    clock = FakeClock(1000.0)
+    clock = ManualTime(1000.0)
     c = cache(clock, max_age_seconds=60.0)
     c.put("k", "v")
     clock.now = 1059.999
@@ -86,7 +79,7 @@ def test_max_age_evicts_at_the_deadline() -> None:
 
 
 def test_max_age_counts_from_insertion_not_from_use() -> None:
-    clock = FakeClock(0.0)
+    clock = ManualTime(0.0)
     c = cache(clock, max_age_seconds=10.0)
     c.put("k", "v")
     for now in (2.0, 4.0, 6.0, 8.0, 9.5):
@@ -97,7 +90,7 @@ def test_max_age_counts_from_insertion_not_from_use() -> None:
 
 
 def test_max_age_restarts_on_put() -> None:
-    clock = FakeClock(0.0)
+    clock = ManualTime(0.0)
     c = cache(clock, max_age_seconds=10.0)
     c.put("k", "v")
     clock.now = 8.0
