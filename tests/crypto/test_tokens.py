@@ -32,7 +32,11 @@ def test_token_comes_from_the_rng() -> None:
     assert new_token(lambda n: b"\xff" * n) == "tok_" + "7" * 32
 
 
-@pytest.mark.parametrize("token", [new_token(), "tok_" + "a" * 32, "tok_" + "234567ab" * 4])
+@pytest.mark.parametrize(
+    "token",
+    [new_token(), "tok_" + "a" * 32, "tok_" + "234567ab" * 4],
+    ids=["fresh", "all-a", "alphabet"],  # ids that do not change per process (pytest -n)
+)
 def test_looks_like_token_accepts(token: str) -> None:
     assert looks_like_token(token)
 
