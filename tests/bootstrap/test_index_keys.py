@@ -10,10 +10,10 @@ from sqlalchemy import text
 
 from vault.bootstrap.app import load_index_keys
 from vault.crypto.envelope import index_key_context, new_key
+from vault.domain.records import IndexKeyMaterial
 from vault.fields import FieldType
 from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.storage.database import Store, WriteConflictError
-from vault.storage.index_keys import IndexKeyMaterial
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -45,6 +45,7 @@ from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage.database import Store
+from vault.storage.hot_reads import HotReads
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -89,7 +90,15 @@ def replicas(
         indexer = load_index_keys(store, provider)
         audit = AuditLog(store, clock, chain_key=provider)
         policy = PolicyHolder(policy_path)
-        vault = Vault(store, KeyHierarchy(provider), indexer, policy, audit, clock=clock)
+        vault = Vault(
+            store,
+            KeyHierarchy(provider),
+            indexer,
+            policy,
+            audit,
+            clock=clock,
+            hot_reads=HotReads(store.data_url),
+        )
         admin = KeyAdmin(store, provider, policy, audit, schedule=schedule, clock=clock)
         replica = Replica(store, provider, vault, audit, admin)
         made.append(replica)

@@ -33,6 +33,7 @@ from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.storage import migrate
 from vault.storage.database import Store, Tx
+from vault.storage.hot_reads import HotReads
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 PHONE = PhoneNumber("+372 5123 4567")
@@ -124,6 +125,7 @@ def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
         clock=lambda: NOW,
         rate_limiter=RateLimiter(lambda: policy().limits, monotonic=clock),
         enumeration=EnumerationWatch(lambda: policy().limits, audit, monotonic=clock),
+        hot_reads=HotReads(store.data_url),
     )
     try:
         yield Harness(store, vault, audit, clock)

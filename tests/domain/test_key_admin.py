@@ -30,6 +30,7 @@ from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage.database import Store
+from vault.storage.hot_reads import HotReads
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 INDEX_KEYS = len(FieldType)
@@ -64,7 +65,9 @@ def build(url: str, keyring: Path, policy_path: Path) -> Harness:
     indexer = load_index_keys(store, provider)
     audit = AuditLog(store, clock, chain_key=provider)
     policy = PolicyHolder(policy_path)
-    vault = Vault(store, keys, indexer, policy, audit, clock=clock)
+    vault = Vault(
+        store, keys, indexer, policy, audit, clock=clock, hot_reads=HotReads(store.data_url)
+    )
     admin = KeyAdmin(store, provider, policy, audit)
     return Harness(url, keyring, policy_path, store, provider, vault, audit, admin)
 

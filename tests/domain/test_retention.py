@@ -42,6 +42,7 @@ from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage.database import Store
+from vault.storage.hot_reads import HotReads
 
 START = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 CARD_DEC_2026 = PaymentCard("4111 1111 1111 1111", 12, 2026, "Jane Doe")  # last day 2026-12-31
@@ -96,7 +97,9 @@ def build(url: str, keyring: Path, policy_path: Path, clock: MovableClock) -> Ha
     indexer = load_index_keys(store, provider)
     policy = PolicyHolder(policy_path)
     audit = AuditLog(store, clock, chain_key=provider)
-    vault = Vault(store, keys, indexer, policy, audit, clock=clock)
+    vault = Vault(
+        store, keys, indexer, policy, audit, clock=clock, hot_reads=HotReads(store.data_url)
+    )
     shredder = Shredder(
         store,
         keys,

@@ -43,6 +43,7 @@ from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage.database import Store
+from vault.storage.hot_reads import HotReads
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -88,7 +89,9 @@ def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
     indexer = load_index_keys(store, provider)
     policy = PolicyHolder(policy_path)
     audit = AuditLog(store, fixed_clock, chain_key=provider)
-    vault = Vault(store, keys, indexer, policy, audit, clock=fixed_clock)
+    vault = Vault(
+        store, keys, indexer, policy, audit, clock=fixed_clock, hot_reads=HotReads(store.data_url)
+    )
     signer = ReceiptSigner.from_pem(new_signing_key_pem())
     shredder = Shredder(
         store,

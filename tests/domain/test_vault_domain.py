@@ -27,6 +27,7 @@ from vault.crypto.envelope import InvalidCiphertextError
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
 from vault.domain.model import GetRequest
 from vault.domain.rate_limit import Budget, Rate, RateLimiter, RateLimits
+from vault.domain.records import StoredField
 from vault.domain.vault import Vault
 from vault.errors import (
     AlreadyExists,
@@ -44,7 +45,7 @@ from vault.keys.local import LocalKeyProvider, create_keyring
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.storage import migrate
 from vault.storage.database import Store
-from vault.storage.fields import StoredField
+from vault.storage.hot_reads import HotReads
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -97,6 +98,7 @@ def build(
         audit,
         clock=clock,
         rate_limiter=rate_limiter,
+        hot_reads=HotReads(store.data_url),
     )
     return Harness(url, keyring, policy_path, store, keys, vault, audit)
 
@@ -744,6 +746,7 @@ def test_the_idempotency_lifetime_is_configurable(h: Harness) -> None:
         h.audit,
         clock=fixed_clock,
         idempotency_ttl=timedelta(minutes=5),
+        hot_reads=HotReads(h.store.data_url),
     )
     try:
         vault.put_field("registration", "s-1", "phone", PHONE, idempotency_key="k")
@@ -761,6 +764,7 @@ def test_the_idempotency_lifetime_is_configurable(h: Harness) -> None:
             PolicyHolder(h.policy_path),
             h.audit,
             idempotency_ttl=timedelta(0),
+            hot_reads=HotReads(h.store.data_url),
         )
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from vault.domain.records import StoredField
 from vault.errors import DataLoss, Unavailable
 from vault.storage.database import Store
-from vault.storage.fields import StoredField
 from vault.storage.hot_reads import HotReads
 
 NOW = datetime(2026, 11, 22, 12, 30, 15, 123456, tzinfo=UTC)

@@ -17,16 +17,15 @@ from sqlalchemy.exc import IntegrityError
 
 from vault.audit import chain as audit_chain
 from vault.audit.records import AuditRecord
+from vault.domain.records import IdempotencyRecord, IndexKeyMaterial, StoredField, SubjectState
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage import migrate
 from vault.storage.database import Store, WriteConflictError
-from vault.storage.fields import FieldRows, StoredField
-from vault.storage.idempotency import IdempotencyRecord
-from vault.storage.index_keys import IndexKeyMaterial
+from vault.storage.fields import FieldRows
 from vault.storage.keys import KeyRows
 from vault.storage.models import DATA_TABLES, KEY_TABLES
-from vault.storage.subjects import ACTIVE, SHREDDED, SubjectRows
+from vault.storage.subjects import SubjectRows
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -107,7 +106,7 @@ def test_upgrade_is_idempotent(store: Store) -> None:
     migrate.upgrade(store)
     migrate.upgrade(store)
     with store.read() as tx:
-        assert tx.subjects.subject_state("s-1") == ACTIVE
+        assert tx.subjects.subject_state("s-1") == SubjectState.ACTIVE
         versions = tx.data.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         assert len(versions) == 1  # one head, applied once
 
@@ -260,7 +259,7 @@ def test_rows_of_a_shredded_subject_are_not_read_back(store: Store) -> None:
     with store.write() as tx:
         tx.data.execute(text("UPDATE subjects SET state = 'shredded' WHERE subject_id = 's-1'"))
     with store.read() as tx:
-        assert tx.subjects.subject_state("s-1") == SHREDDED
+        assert tx.subjects.subject_state("s-1") == SubjectState.SHREDDED
         assert tx.fields.get_field("s-1", "phone") is None
         assert tx.fields.list_fields("s-1") == []
         assert tx.fields.field_by_token(b"t" * 32) is None

@@ -37,8 +37,8 @@ from typing import Protocol, TextIO
 from vault.audit import chain
 from vault.audit.records import AuditAnchor, AuditRecord, ChainedEvent
 from vault.crypto.hash_chain import check_chain_key
+from vault.domain.ports import Store, WriteConflictError
 from vault.errors import DataLoss, Unavailable
-from vault.storage.database import Store, WriteConflictError
 
 log = logging.getLogger("vault.audit")
 

@@ -32,6 +32,7 @@ from vault.domain.key_admin import (
     RotationSchedule,
     last_rotation_of,
 )
+from vault.domain.records import IndexKeyMaterial
 from vault.domain.retention_rules import DEFAULT_RETENTION_TOML, RETENTION_FILE
 from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault, utc_now
@@ -46,7 +47,6 @@ from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
 from vault.storage.database import Store, retry_on_write_conflict
 from vault.storage.hot_reads import HotReads
-from vault.storage.index_keys import IndexKeyMaterial
 
 log = logging.getLogger("vault.bootstrap")
 

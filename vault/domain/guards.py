@@ -23,10 +23,10 @@ from datetime import datetime
 from vault.audit.log import AuditLog
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_field_name, check_purpose, check_subject_id
+from vault.domain.ports import Store
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument, PermissionDenied
 from vault.policy import Action, Policy
-from vault.storage.database import Store
 
 log = logging.getLogger("vault.alarm")
 

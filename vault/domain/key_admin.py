@@ -39,11 +39,11 @@ from typing import Final
 from vault.audit.log import AuditLog
 from vault.crypto.envelope import index_key_context, subject_key_context
 from vault.domain.authorization import require
+from vault.domain.ports import Store
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import DataLoss, InvalidArgument, Unavailable, VaultError
 from vault.keys.provider import KeyProvider, MasterKeyInfo
 from vault.policy import Action, Policy
-from vault.storage.database import Store
 
 DEFAULT_BATCH = 500
 MAX_BATCH = 10_000

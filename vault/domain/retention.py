@@ -38,14 +38,13 @@ from datetime import date, datetime, timedelta
 from typing import Final, Protocol, TypeVar
 
 from vault.audit.log import AuditLog
+from vault.domain.ports import RetentionQueryRepository, Store, WriteConflictError
 from vault.domain.retention_rules import ExpiryRule as ExpiryRule  # re-exported, as before
 from vault.domain.retention_rules import RetentionError as RetentionError
 from vault.domain.retention_rules import RetentionRules as RetentionRules
 from vault.domain.shredding import MAX_REQUEST_ID, Shredder, SubjectHeldError
 from vault.errors import FailedPrecondition, NotFound, Unavailable
 from vault.fields.base import FieldType
-from vault.storage.database import Store, WriteConflictError
-from vault.storage.retention_queries import RetentionQueries
 
 log = logging.getLogger("vault.retention")
 
@@ -58,24 +57,32 @@ Progress = Callable[[int, int], None]
 
 class _ExpiredFinder(Protocol):
     def __call__(
-        self, queries: RetentionQueries, /, before: date, limit: int, *, offset: int = 0
+        self, queries: RetentionQueryRepository, /, before: date, limit: int, *, offset: int = 0
     ) -> list[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
 class _ExpiryQueries:
     find: _ExpiredFinder
-    count: Callable[[RetentionQueries, date], int]
+    count: Callable[[RetentionQueryRepository, date], int]
 
 
 # Field types whose rows carry ``expires_on`` (their last valid day), and how
 # to find and count the expired ones. A type gets an ``after_expiry_days`` rule
 # by storing an expiry and being listed here and in ``EXPIRING_TYPES``, which
 # the rules file is checked against (a test holds them equal).
+def _expired_cards(
+    queries: RetentionQueryRepository, /, before: date, limit: int, *, offset: int = 0
+) -> list[tuple[str, str]]:
+    return queries.expired_card_subjects(before, limit, offset=offset)
+
+
+def _count_expired_cards(queries: RetentionQueryRepository, before: date) -> int:
+    return queries.count_expired_cards(before)
+
+
 _EXPIRING: Final[Mapping[FieldType, _ExpiryQueries]] = {
-    FieldType.CARD: _ExpiryQueries(
-        RetentionQueries.expired_card_subjects, RetentionQueries.count_expired_cards
-    ),
+    FieldType.CARD: _ExpiryQueries(_expired_cards, _count_expired_cards),
 }
 
 
@@ -208,7 +215,7 @@ class RetentionSweeper:
             days = self.rules.untouched_days
             since = now - timedelta(days=days)
 
-            def idle(queries: RetentionQueries, limit: int, offset: int) -> list[str]:
+            def idle(queries: RetentionQueryRepository, limit: int, offset: int) -> list[str]:
                 return queries.idle_subjects(since, limit, offset=offset)
 
             def shred(subject_id: str) -> bool:
@@ -222,7 +229,9 @@ class RetentionSweeper:
         reason = f"retention: {rule.field_type} expired over {rule.after_expiry_days} days ago"
         find = _EXPIRING[rule.field_type].find
 
-        def expired(queries: RetentionQueries, limit: int, offset: int) -> list[tuple[str, str]]:
+        def expired(
+            queries: RetentionQueryRepository, limit: int, offset: int
+        ) -> list[tuple[str, str]]:
             return find(queries, before, limit, offset=offset)
 
         def expire(item: tuple[str, str]) -> bool:
@@ -233,7 +242,7 @@ class RetentionSweeper:
     # -- paging -----------------------------------------------------------------------------------
     def _walk(
         self,
-        find: Callable[[RetentionQueries, int, int], list[_Item]],
+        find: Callable[[RetentionQueryRepository, int, int], list[_Item]],
         handle: Callable[[_Item], bool],
         sweep: _Sweep,
     ) -> None:

@@ -38,7 +38,9 @@ from vault.crypto.documents import (
 from vault.crypto.signing import ReceiptSigner
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_subject_id
+from vault.domain.ports import Store, UnitOfWork, WriteConflictError
 from vault.domain.rate_limit import RateLimiter
+from vault.domain.records import PendingShred, StoredReceipt, SubjectState
 from vault.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -47,9 +49,6 @@ from vault.errors import (
 )
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy
-from vault.storage.database import Store, Tx, WriteConflictError
-from vault.storage.receipts import PendingShred, StoredReceipt
-from vault.storage.subjects import SHREDDED
 
 MAX_REASON = 200
 MAX_REQUEST_ID = 128
@@ -268,7 +267,7 @@ class Shredder:
             subject = tx.subjects.subject_record(subject_id, lock=True)
             if subject is not None and subject.legal_hold:
                 raise SubjectHeldError("subject is under a legal hold")
-            if subject is not None and subject.state == SHREDDED:
+            if subject is not None and subject.state == SubjectState.SHREDDED:
                 first = tx.receipts.receipt_for_subject(subject_id)
                 if first is not None:
                     return self._as_issued(tx, first)
@@ -313,7 +312,7 @@ class Shredder:
         self._after_shred()
         return ShredReceipt.from_signed(stored.payload, stored.signature)
 
-    def _as_issued(self, tx: Tx, stored: StoredReceipt) -> ShredReceipt:
+    def _as_issued(self, tx: UnitOfWork, stored: StoredReceipt) -> ShredReceipt:
         """A stored receipt as it is handed out again.
 
         One signed before receipts were typed documents (no ``type``) would be
@@ -376,7 +375,7 @@ class Shredder:
             subject = tx.subjects.subject_record(subject_id, lock=True)
             if subject is None:
                 raise NotFound("subject not found")
-            if subject.state == SHREDDED:
+            if subject.state == SubjectState.SHREDDED:
                 raise FailedPrecondition("subject is shredded")
             tx.subjects.set_legal_hold(subject_id, hold, reason, now)
             pending = None if hold else tx.receipts.pending_shred(subject_id)

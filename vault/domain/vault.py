@@ -19,7 +19,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from cryptography.hazmat.primitives.constant_time import bytes_eq
-from sqlalchemy import Connection
 
 from vault import fields
 from vault.audit.log import AuditLog
@@ -41,7 +40,9 @@ from vault.domain.model import (
     check_purpose,
     check_subject_id,
 )
+from vault.domain.ports import FieldReader, Store, UnitOfWork, WriteConflictError
 from vault.domain.rate_limit import Budget, RateLimiter
+from vault.domain.records import IdempotencyRecord, StoredField, SubjectRecord, SubjectState
 from vault.errors import (
     AlreadyExists,
     DataLoss,
@@ -56,12 +57,6 @@ from vault.errors import (
 from vault.fields.base import Facts, FieldType, FieldValue
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, FindAnswers, Policy, View
-from vault.storage.database import Store, Tx, WriteConflictError
-from vault.storage.fields import StoredField
-from vault.storage.hot_reads import HotReads
-from vault.storage.idempotency import IdempotencyRecord
-from vault.storage.keys import KeyRows
-from vault.storage.subjects import SHREDDED, SubjectRecord
 
 Clock = Callable[[], datetime]
 DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -90,7 +85,7 @@ class Vault:
         limits: Limits | None = None,
         clock: Clock = utc_now,
         rng: RandomSource = os.urandom,
-        hot_reads: HotReads | None = None,
+        hot_reads: FieldReader,
         guards: AccessGuards | None = None,
         rate_limiter: RateLimiter | None = None,
         enumeration: EnumerationWatch | None = None,
@@ -104,7 +99,7 @@ class Vault:
         self.limiter = rate_limiter or RateLimiter(lambda: policy().limits)
         self.guards = guards or AccessGuards(store, policy, audit, clock, limiter=self.limiter)
         self.enumeration = enumeration or EnumerationWatch(lambda: policy().limits, audit)
-        self._hot = hot_reads or HotReads(store.data_url)
+        self._hot = hot_reads
         self._keys = keys
         self._indexer = indexer
         self._policy = policy
@@ -285,7 +280,7 @@ class Vault:
             # Locked first: a hold, a concurrent put or delete of this subject
             # commits before or after this whole write, never in the middle.
             subject = tx.subjects.subject_record(subject_id, lock=True)
-            if subject is not None and subject.state == SHREDDED:
+            if subject is not None and subject.state == SubjectState.SHREDDED:
                 raise FailedPrecondition("subject is shredded; it cannot be written again")
             if idempotency_key:
                 earlier = tx.idempotency.idempotency_record(
@@ -334,7 +329,7 @@ class Vault:
                 # No record may confirm the value that is being destroyed.
                 tx.idempotency.disarm_idempotency(subject_id, field)
                 replaced_dek = old.dek_id
-                tx.delete_keys_after_commit(_delete_data_key(old.dek_id))
+                tx.delete_data_key_after_commit(old.dek_id)
             digest = (
                 None
                 if normal.index_input is None
@@ -364,7 +359,7 @@ class Vault:
 
     def _replay(
         self,
-        tx: Tx,
+        tx: UnitOfWork,
         caller: str,
         subject_id: str,
         field: str,
@@ -467,7 +462,7 @@ class Vault:
             )
             raise FailedPrecondition("subject is under a legal hold; nothing of it may be deleted")
 
-        def same_type(_tx: Tx, stored: StoredField) -> bool:
+        def same_type(_tx: UnitOfWork, stored: StoredField) -> bool:
             if stored.field_type != field_type:
                 raise FailedPrecondition("the field changed type while it was deleted; retry")
             return True
@@ -489,7 +484,7 @@ class Vault:
         check_subject_id(subject_id, self.limits)
         check_field_name(field, self.limits)
 
-        def still_expired(tx: Tx, _stored: StoredField) -> bool:
+        def still_expired(tx: UnitOfWork, _stored: StoredField) -> bool:
             expires_on = tx.fields.field_expires_on(subject_id, field)
             return expires_on is not None and expires_on < expired_before
 
@@ -499,7 +494,7 @@ class Vault:
         return True
 
     def _destroy_field(
-        self, subject_id: str, field: str, due: Callable[[Tx, StoredField], bool]
+        self, subject_id: str, field: str, due: Callable[[UnitOfWork, StoredField], bool]
     ) -> bool:
         """Delete a field's row, index row and data key if ``due`` says so; one transaction.
 
@@ -514,7 +509,7 @@ class Vault:
             if not due(tx, stored):
                 return False
             tx.fields.delete_field(subject_id, field)
-            tx.delete_keys_after_commit(_delete_data_key(stored.dek_id))
+            tx.delete_data_key_after_commit(stored.dek_id)
         self._keys.forget_data_key(stored.dek_id)
         # The destroyed key and ciphertext must not linger in SQLite's WAL either.
         self._store.checkpoint()
@@ -766,7 +761,7 @@ class Vault:
         self.guards.plant_canary(caller, subject_id, field)
 
     # -- helpers ----------------------------------------------------------------------
-    def _stored_field(self, tx: Tx, subject_id: str, field: str) -> StoredField:
+    def _stored_field(self, tx: UnitOfWork, subject_id: str, field: str) -> StoredField:
         stored = tx.fields.get_field(subject_id, field)
         if stored is None:
             self._raise_missing(tx, subject_id, FIELD_NOT_FOUND)
@@ -774,12 +769,12 @@ class Vault:
         return stored
 
     @staticmethod
-    def _raise_missing(tx: Tx, subject_id: str, message: str) -> None:
-        if tx.subjects.subject_state(subject_id) == SHREDDED:
+    def _raise_missing(tx: UnitOfWork, subject_id: str, message: str) -> None:
+        if tx.subjects.subject_state(subject_id) == SubjectState.SHREDDED:
             raise FailedPrecondition("subject is shredded")
         raise NotFound(message)
 
-    def _cipher(self, tx: Tx, stored: StoredField) -> FieldCipher:
+    def _cipher(self, tx: UnitOfWork, stored: StoredField) -> FieldCipher:
         cipher = self._keys.cached_cipher(stored.dek_id)
         if cipher is not None and cipher.owner == (stored.subject_id, stored.field):
             return cipher
@@ -852,10 +847,3 @@ def _expiry(facts: Facts) -> date | None:
 def _encode_view(masked: str, token: str, facts: Facts) -> bytes:
     present = {k: v for k, v in facts.__dict__.items() if v}
     return json.dumps({"m": masked, "t": token, "f": present}, separators=(",", ":")).encode()
-
-
-def _delete_data_key(dek_id: str) -> Callable[[Connection], None]:
-    def action(conn: Connection) -> None:
-        KeyRows(conn).delete_data_key(dek_id)
-
-    return action

@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from vault.domain.ports import WriteConflictError as WriteConflictError
+from vault.domain.ports import retry_on_write_conflict as retry_on_write_conflict
 from vault.errors import DataLoss, Unavailable, VaultError
 from vault.storage.audit_events import AuditEventRows
 from vault.storage.consent import ConsentRows
@@ -41,8 +43,6 @@ from vault.storage.rotation import RotationRows
 from vault.storage.subjects import SubjectRows
 
 log = logging.getLogger("vault.storage")
-
-T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -176,33 +176,9 @@ class Tx:
         """Run ``action`` on the key store once the data rows are committed."""
         self._after_commit_keys.append(action)
 
-
-class WriteConflictError(Exception):
-    """A concurrent writer inserted the same unique row first; retry the write.
-
-    Only a unique or primary-key violation is a conflict. Any other integrity
-    error (NOT NULL, foreign key, CHECK) is a bug or a corrupt row: retrying
-    cannot help, so it is raised as it is and answers INTERNAL.
-    """
-
-
-def retry_on_write_conflict(work: Callable[[], T], *, attempts: int, what: str) -> T:
-    """Run ``work`` (one whole transaction) until it commits without a unique-key race.
-
-    Each conflict means another writer committed the same row first, so the
-    next attempt reads that row instead. After ``attempts`` conflicts the race
-    is not a race any more: raise rather than go on as if the write had
-    happened (its rows were rolled back).
-    """
-    for _attempt in range(attempts - 1):
-        try:
-            return work()
-        except WriteConflictError:
-            continue
-    try:
-        return work()
-    except WriteConflictError:
-        raise WriteConflictError(f"{what} still conflicted after {attempts} attempts") from None
+    def delete_data_key_after_commit(self, dek_id: str) -> None:
+        """Destroy data key ``dek_id`` once the data rows of this unit of work are committed."""
+        self._after_commit_keys.append(lambda keys: KeyRows(keys).delete_data_key(dek_id))
 
 
 # SQLite result codes (https://sqlite.org/rescode.html); the extended code's low byte

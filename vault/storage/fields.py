@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
+from vault.domain.records import StoredField, SubjectState
 from vault.storage.idempotency import IdempotencyRows
 from vault.storage.models import BlindIndexRow, FieldRow, SubjectRow
 from vault.storage.rows import aware
-from vault.storage.subjects import SHREDDED
 
 _fields = cast(Table, FieldRow.__table__)
 _subjects = cast(Table, SubjectRow.__table__)
 _index = cast(Table, BlindIndexRow.__table__)
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredField:
-    subject_id: str
-    field: str
-    field_type: str
-    version: int
-    dek_id: str
-    value_ct: bytes
-    view_ct: bytes
-    updated_at: datetime
 
 
 _FIELD_COLUMNS = (
@@ -51,7 +38,7 @@ def _stored(row: Row[*tuple[Any, ...]]) -> StoredField:
 _LIVE_FIELDS = (
     select(*_FIELD_COLUMNS)
     .select_from(_fields.join(_subjects, _subjects.c.subject_id == _fields.c.subject_id))
-    .where(_subjects.c.state != SHREDDED)
+    .where(_subjects.c.state != SubjectState.SHREDDED)
 )
 # Built once: statement construction costs more than the SQLite query itself.
 GET_FIELD = _LIVE_FIELDS.where(

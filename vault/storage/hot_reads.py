@@ -32,10 +32,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from vault.domain.records import StoredField
 from vault.errors import DataLoss, Unavailable
 from vault.fields.base import FieldType
 from vault.storage.database import database_failure, make_engine
-from vault.storage.fields import GET_FIELD, StoredField
+from vault.storage.fields import GET_FIELD
 from vault.storage.rows import aware
 
 _FIELD_TYPES = frozenset(t.value for t in FieldType)

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
+from vault.domain.records import IdempotencyRecord
 from vault.storage.models import IdempotencyRow
 from vault.storage.rows import aware
 
 _idem = cast(Table, IdempotencyRow.__table__)
-
-
-@dataclasses.dataclass(frozen=True)
-class IdempotencyRecord:
-    """What one caller's keyed PutField wrote: the field, its data key and version.
-
-    ``fingerprint`` is keyed under that data key (``FieldCipher.fingerprint``);
-    None once the field was replaced or deleted, when only the fact that the
-    key was used remains.
-    """
-
-    field: str
-    dek_id: str
-    fingerprint: bytes | None
-    version: int
-    expires_at: datetime
 
 
 class IdempotencyRows:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Connection, Table, insert, select
 
+from vault.domain.records import IndexKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage.models import IndexKeyRow
 
 _index_keys = cast(Table, IndexKeyRow.__table__)
-
-
-@dataclasses.dataclass(frozen=True)
-class IndexKeyMaterial:
-    field_type: str
-    key_id: str
-    wrapped: WrappedKey
 
 
 class IndexKeyRows:

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, delete, insert, select, update
 
+from vault.domain.records import PendingShred, StoredReceipt
 from vault.storage.models import PendingShredRow, ShredReceiptRow
 from vault.storage.rows import aware
 
 _receipts = cast(Table, ShredReceiptRow.__table__)
 _pending = cast(Table, PendingShredRow.__table__)
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredReceipt:
-    request_id: str
-    subject_id: str
-    payload: bytes
-    signature: bytes
-    signing_key_id: str
-
-
-@dataclasses.dataclass(frozen=True)
-class PendingShred:
-    subject_id: str
-    request_id: str
-    reason: str
-    caller: str
-    requested_at: datetime
 
 
 def _receipt(row: Row[*tuple[Any, ...]]) -> StoredReceipt:

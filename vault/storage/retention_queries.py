@@ -7,8 +7,8 @@ from typing import cast
 
 from sqlalchemy import Connection, Table, func, select
 
+from vault.domain.records import SubjectState
 from vault.storage.models import FieldRow, SubjectRow
-from vault.storage.subjects import ACTIVE
 
 _fields = cast(Table, FieldRow.__table__)
 _subjects = cast(Table, SubjectRow.__table__)
@@ -54,7 +54,9 @@ class RetentionQueries:
         """
         rows = self._conn.execute(
             select(_subjects.c.subject_id)
-            .where(_subjects.c.state == ACTIVE, _subjects.c.updated_at < untouched_since)
+            .where(
+                _subjects.c.state == SubjectState.ACTIVE, _subjects.c.updated_at < untouched_since
+            )
             .order_by(_subjects.c.updated_at, _subjects.c.subject_id)
             .limit(limit)
             .offset(offset)
@@ -66,6 +68,9 @@ class RetentionQueries:
             self._conn.execute(
                 select(func.count())
                 .select_from(_subjects)
-                .where(_subjects.c.state == ACTIVE, _subjects.c.updated_at < untouched_since)
+                .where(
+                    _subjects.c.state == SubjectState.ACTIVE,
+                    _subjects.c.updated_at < untouched_since,
+                )
             ).scalar_one()
         )

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, func, or_, select, update
 
+from vault.domain.records import IndexKeyMaterial, KekUse
 from vault.keys.hierarchy import SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
-from vault.storage.index_keys import IndexKeyMaterial
 from vault.storage.keys import subject_key_material
 from vault.storage.models import IndexKeyRow, SubjectKeyRow
 
 _subject_keys = cast(Table, SubjectKeyRow.__table__)
 _index_keys = cast(Table, IndexKeyRow.__table__)
-
-
-@dataclasses.dataclass(frozen=True)
-class KekUse:
-    """How many stored keys are wrapped under one master key version."""
-
-    kek_id: str
-    kek_version: int
-    subject_keys: int
-    index_keys: int
-
-    @property
-    def keys(self) -> int:
-        return self.subject_keys + self.index_keys
 
 
 def _not_under(table: Table, kek_id: str, kek_version: int) -> Any:

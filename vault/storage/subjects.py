@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
+from vault.domain.records import SubjectRecord, SubjectState
 from vault.storage.models import (
     BlindIndexRow,
     CanaryRow,
@@ -27,21 +27,6 @@ _pending = cast(Table, PendingShredRow.__table__)
 _consents = cast(Table, ConsentRow.__table__)
 _canaries = cast(Table, CanaryRow.__table__)
 
-ACTIVE = "active"
-
-SHREDDED = "shredded"
-
-
-@dataclasses.dataclass(frozen=True)
-class SubjectRecord:
-    subject_id: str
-    state: str
-    created_at: datetime
-    updated_at: datetime
-    legal_hold: bool
-    hold_reason: str
-    shredded_at: datetime | None
-
 
 class SubjectRows:
     """The ``subjects`` table (and, to shred, every data row of a subject)."""
@@ -57,7 +42,7 @@ class SubjectRows:
     def insert_subject(self, subject_id: str, now: datetime) -> None:
         self._conn.execute(
             insert(_subjects).values(
-                subject_id=subject_id, state=ACTIVE, created_at=now, updated_at=now
+                subject_id=subject_id, state=SubjectState.ACTIVE, created_at=now, updated_at=now
             )
         )
 
@@ -88,7 +73,7 @@ class SubjectRows:
         self._conn.execute(
             insert(_subjects).values(
                 subject_id=subject_id,
-                state=SHREDDED,
+                state=SubjectState.SHREDDED,
                 created_at=now,
                 updated_at=now,
                 legal_hold=False,
@@ -100,7 +85,7 @@ class SubjectRows:
         self._conn.execute(
             update(_subjects)
             .where(_subjects.c.subject_id == subject_id)
-            .values(state=SHREDDED, shredded_at=now, updated_at=now)
+            .values(state=SubjectState.SHREDDED, shredded_at=now, updated_at=now)
         )
 
     def set_legal_hold(self, subject_id: str, hold: bool, reason: str, now: datetime) -> None:
