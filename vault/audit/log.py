@@ -35,14 +35,20 @@ from datetime import datetime
 from typing import Protocol, TextIO
 
 from vault.audit import chain
-from vault.audit.records import AuditAnchor, AuditRecord, ChainedEvent
+from vault.audit.records import (
+    AuditAction,
+    AuditAnchor,
+    AuditOutcome,
+    AuditRecord,
+    ChainedEvent,
+)
 from vault.crypto.hash_chain import check_chain_key
-from vault.domain.ports import Store, WriteConflictError
+from vault.domain.ports import Store, retry_on_write_conflict
 from vault.errors import DataLoss, Unavailable
 
 log = logging.getLogger("vault.audit")
 
-REKEY_ACTION = "audit-rekey"
+REKEY_ACTION = AuditAction.AUDIT_REKEY
 """The event recorded when an unkeyed chain (schema 0003-0005) is re-chained under the key."""
 
 
@@ -141,7 +147,7 @@ class AuditLog:
         field: str = "",
         view: str = "",
         purpose: str = "",
-        outcome: str = "ok",
+        outcome: str = AuditOutcome.OK,
         status_code: str = "OK",
         detail: str = "",
     ) -> None:
@@ -185,7 +191,7 @@ class AuditLog:
         caller: str,
         action: str,
         *,
-        outcome: str = "suppressed",
+        outcome: str = AuditOutcome.SUPPRESSED,
         status_code: str = "RESOURCE_EXHAUSTED",
         detail: str,
     ) -> None:
@@ -213,7 +219,7 @@ class AuditLog:
         field: str = "",
         view: str = "",
         purpose: str = "",
-        outcome: str = "ok",
+        outcome: str = AuditOutcome.OK,
         status_code: str = "OK",
         detail: str = "",
     ) -> None:
@@ -317,7 +323,9 @@ class AuditLog:
                         else f"was BROKEN at position {found.first_bad_position}: {found.problem}"
                     )
                 )
-                event = self._event("vault", REKEY_ACTION, "", "", "", "", "ok", "OK", detail)
+                event = self._event(
+                    "vault", REKEY_ACTION, "", "", "", "", AuditOutcome.OK, "OK", detail
+                )
                 chained = chain.append(tx.audit, key, event)
         except Exception:
             raise Unavailable("the audit log cannot be re-chained under its key") from None
@@ -335,27 +343,27 @@ class AuditLog:
 
     def _append(self, events: list[AuditRecord]) -> None:
         key = self.open_chain()
-        for attempt in (1, 2):
-            try:
-                with self._store.write() as tx:
-                    chained = chain.append(tx.audit, key, *events)
-                break
-            except WriteConflictError:
-                # Two first appends both created the chain head; the loser retries.
-                if attempt == 2:
-                    raise Unavailable("the audit log cannot be written") from None
-            except chain.UnkeyedChainError:
-                log.critical(
-                    "the audit chain head in the database is unkeyed although this vault's "
-                    "chain is keyed: the database was rewritten; nothing more is appended"
-                )
-                raise Unavailable("the audit log cannot be written") from None
-            except DataLoss:
-                # A corrupt page is corruption, not an outage: clients must not retry it.
-                raise
-            except Exception:
-                # Fail closed: whatever keeps the event out, the answer does not leave.
-                raise Unavailable("the audit log cannot be written") from None
+
+        def append() -> list[ChainedEvent]:
+            with self._store.write() as tx:
+                return chain.append(tx.audit, key, *events)
+
+        try:
+            # Two first appends may both create the chain head; the loser retries.
+            chained = retry_on_write_conflict(append, attempts=2, what="an audit append")
+        except chain.UnkeyedChainError:
+            log.critical(
+                "the audit chain head in the database is unkeyed although this vault's "
+                "chain is keyed: the database was rewritten; nothing more is appended"
+            )
+            raise Unavailable("the audit log cannot be written") from None
+        except DataLoss:
+            # A corrupt page is corruption, not an outage: clients must not retry it.
+            raise
+        except Exception:
+            # Fail closed: whatever keeps the event out (a second conflict too), the
+            # answer does not leave.
+            raise Unavailable("the audit log cannot be written") from None
         self._write_sink(chained)
 
     def _write_sink(self, chained: list[ChainedEvent]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,40 @@ class AuditHead:
     last_sequence: int
     last_hash: bytes
     scheme: str
+
+
+class AuditAction(StrEnum):
+    """What an audit event records was done; the values are stored and sent as they are."""
+
+    PUT = "put"
+    GET = "get"
+    LIST = "list"
+    DETOKENIZE = "detokenize"
+    FIND = "find"
+    DELETE = "delete"
+    SHRED = "shred"
+    EXPORT = "export"
+    REVEAL = "reveal"
+    HOLD = "hold"
+    RELEASE = "release"
+    CONSENT = "consent"
+    CANARY = "canary"
+    ROTATE = "rotate"
+    REWRAP = "rewrap"
+    RETIRE = "retire"
+    KEY_STATUS = "key-status"
+    AUDIT_LIST = "audit-list"
+    AUDIT_VERIFY = "audit-verify"
+    AUDIT_REKEY = "audit-rekey"
+
+
+class AuditOutcome(StrEnum):
+    """How it ended; the values are stored and sent as they are."""
+
+    OK = "ok"
+    DENIED = "denied"
+    REFUSED = "refused"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    ALARM = "alarm"
+    CANARY = "canary"

@@ -41,7 +41,7 @@ from vault.fields.base import FieldType
 from vault.keys.cache import CacheLimits
 from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.local import create_keyring
-from vault.keys.provider import KeyProvider
+from vault.keys.provider import KeyProvider, MasterKeyState
 from vault.keys.uri import provider_from_uri
 from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
@@ -133,7 +133,11 @@ def load_index_keys(store: Store, provider: KeyProvider) -> BlindIndexer:
                 m.wrapped, index_key_context(m.field_type, m.key_id)
             )
         except Unavailable:
-            retired = {(v.kek_id, v.version) for v in provider.versions() if v.state == "retired"}
+            retired = {
+                (v.kek_id, v.version)
+                for v in provider.versions()
+                if v.state == MasterKeyState.RETIRED
+            }
             if (m.wrapped.kek_id, m.wrapped.kek_version) not in retired:
                 raise
             sealed.add(m.field_type)

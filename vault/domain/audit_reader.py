@@ -8,7 +8,7 @@ from datetime import datetime
 
 from vault.audit.chain import ChainCheck
 from vault.audit.log import AuditLog
-from vault.audit.records import AuditRecord, ChainedEvent
+from vault.audit.records import AuditAction, AuditRecord, ChainedEvent
 from vault.domain.authorization import require
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument
@@ -76,7 +76,7 @@ class AuditReader:
         if page_size < 0 or page_size > MAX_PAGE:
             raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
         after = _after(page_token)
-        self._require(caller, "audit-list")
+        self._require(caller, AuditAction.AUDIT_LIST)
         self._audit.flush()
         limit = page_size or DEFAULT_PAGE
         events = self._audit.page(
@@ -109,7 +109,7 @@ class AuditReader:
                 raise InvalidArgument(f"anchors[{index}].hash", f"must be {HASH_BYTES} bytes")
             if by_sequence.setdefault(sequence, digest) != digest:
                 disagreeing.append(sequence)
-        self._require(caller, "audit-verify")
+        self._require(caller, AuditAction.AUDIT_VERIFY)
         if disagreeing:
             return ChainCheck(
                 False, 0, min(disagreeing), "two anchors disagree about this position"

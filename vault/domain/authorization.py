@@ -21,6 +21,7 @@ What must hold for every denial:
 from __future__ import annotations
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditOutcome
 from vault.domain.rate_limit import Budget, RateLimiter
 from vault.errors import PermissionDenied, ResourceExhausted, VaultError
 from vault.policy import Action, Policy, View
@@ -153,7 +154,7 @@ def _deny(
         field=field,
         view=view,
         purpose=purpose,
-        outcome="denied",
+        outcome=AuditOutcome.DENIED,
         status_code=status_code,
         detail=detail,
     )

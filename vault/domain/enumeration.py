@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditAction, AuditOutcome
 from vault.errors import ResourceExhausted
 from vault.policy.limits import EnumerationAlarm, RateLimits
 
@@ -117,8 +118,8 @@ class EnumerationWatch:
         )
         self._audit.record(
             caller,
-            "find",
-            outcome="alarm",
+            AuditAction.FIND,
+            outcome=AuditOutcome.ALARM,
             status_code="RESOURCE_EXHAUSTED",
             detail=(
                 f"severity=high: enumeration suspected: {why} within"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vault.audit.records import AuditRecord
+from vault.audit.records import AuditAction, AuditRecord
 from vault.domain.field_access import (
     SUBJECT_HAS_NO_FIELDS,
     DataKeyGoneError,
@@ -47,8 +47,8 @@ class SubjectExport(FieldAccess):
                     sent_field=None,
                     purpose=purpose,
                 )
-                self.guards.check_canary(caller, "export", subject_id, stored.field)
-            self.guards.check_consent(caller, "export", subject_id, purpose)
+                self.guards.check_canary(caller, AuditAction.EXPORT, subject_id, stored.field)
+            self.guards.check_consent(caller, AuditAction.EXPORT, subject_id, purpose)
             try:
                 ciphers = [self._cipher(tx, s) for s in stored_fields]
             except DataKeyGoneError:
@@ -60,7 +60,7 @@ class SubjectExport(FieldAccess):
         history = self._audit.events(subject_id)
         self._audit.record(
             caller,
-            "export",
+            AuditAction.EXPORT,
             subject_id=subject_id,
             view="plaintext",
             purpose=purpose,

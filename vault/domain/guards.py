@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditAction, AuditOutcome
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_field_name, check_purpose, check_subject_id
 from vault.domain.ports import Store
@@ -69,7 +70,7 @@ class AccessGuards:
                 action,
                 subject_id=subject_id,
                 purpose=purpose,
-                outcome="denied",
+                outcome=AuditOutcome.DENIED,
                 status_code="PERMISSION_DENIED",
                 detail="no consent",
             )
@@ -93,7 +94,7 @@ class AccessGuards:
             tx.consent.set_consent(subject_id, purpose, granted, self._clock())
         self._audit.record(
             caller,
-            "consent",
+            AuditAction.CONSENT,
             subject_id=subject_id,
             purpose=purpose,
             detail="granted" if granted else "withdrawn",
@@ -132,7 +133,7 @@ class AccessGuards:
             action,
             subject_id=subject_id,
             field=field,
-            outcome="canary",
+            outcome=AuditOutcome.CANARY,
             status_code="PERMISSION_DENIED",
             detail="severity=high: read of a canary field",
         )
@@ -154,4 +155,6 @@ class AccessGuards:
         with self._store.write() as tx:
             tx.consent.plant_canary(subject_id, field, caller, self._clock())
         self._canaries_read_at = float("-inf")
-        self._audit.record(caller, "canary", subject_id=subject_id, field=field, detail="planted")
+        self._audit.record(
+            caller, AuditAction.CANARY, subject_id=subject_id, field=field, detail="planted"
+        )

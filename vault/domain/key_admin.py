@@ -37,12 +37,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditAction, AuditOutcome
 from vault.crypto.envelope import index_key_context, subject_key_context
 from vault.domain.authorization import require
 from vault.domain.ports import Store
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import DataLoss, InvalidArgument, Unavailable, VaultError
-from vault.keys.provider import KeyProvider, MasterKeyInfo
+from vault.keys.provider import KeyProvider, MasterKeyInfo, MasterKeyState
 from vault.policy import Action, Policy
 
 DEFAULT_BATCH = 500
@@ -51,8 +52,6 @@ MAX_BATCH = 10_000
 # For audit events of a failed rewrap; the transport maps errors the same way.
 _STATUS_NAMES: dict[type[VaultError], str] = {Unavailable: "UNAVAILABLE", DataLoss: "DATA_LOSS"}
 
-CURRENT = "current"
-RETIRED = "retired"
 UNKNOWN = "unknown"
 
 MAINTENANCE_CALLER: Final = "maintenance"
@@ -256,10 +255,12 @@ class KeyAdmin:
     # -- RotateMasterKey ----------------------------------------------------------
     def rotate(self, caller: str) -> MasterKeyInfo:
         """Make a new master key version current. Existing keys stay where they are."""
-        self._require(caller, "rotate")
+        self._require(caller, AuditAction.ROTATE)
         info = self._provider.rotate()
         self._audit.record(
-            caller, "rotate", detail=f"master key {info.kek_id} version {info.version} is current"
+            caller,
+            AuditAction.ROTATE,
+            detail=f"master key {info.kek_id} version {info.version} is current",
         )
         return info
 
@@ -272,7 +273,7 @@ class KeyAdmin:
         wrapped under either its old or the current version, never neither;
         running it again continues where it stopped.
         """
-        self._require(caller, "rewrap")
+        self._require(caller, AuditAction.REWRAP)
         if batch_size < 0 or batch_size > MAX_BATCH:
             raise InvalidArgument("batch_size", f"must be between 0 and {MAX_BATCH} (0: default)")
         size = batch_size or DEFAULT_BATCH
@@ -320,7 +321,7 @@ class KeyAdmin:
             info = self._provider.rotate()
         self._audit.record(
             MAINTENANCE_CALLER,
-            "rotate",
+            AuditAction.ROTATE,
             detail=f"scheduled: master key {info.kek_id} version {info.version} is current",
         )
         return info
@@ -333,7 +334,7 @@ class KeyAdmin:
         """Keys under an old version, or an old version not yet retired."""
         current = self._provider.current_version()
         versions = self._provider.versions()
-        if any(v.version < current and v.state != RETIRED for v in versions):
+        if any(v.version < current and v.state != MasterKeyState.RETIRED for v in versions):
             return True
         kek_ids = {v.kek_id for v in versions if v.version == current}
         with self._store.read() as tx:
@@ -352,7 +353,7 @@ class KeyAdmin:
         current = self._provider.current_version()
         made = {v.version: _aware(_parse_time(v.created_at)) for v in versions}
         for info in versions:
-            if info.state == RETIRED or info.version > current:
+            if info.state == MasterKeyState.RETIRED or info.version > current:
                 continue
             if info.version == current:
                 created = made[info.version]
@@ -369,7 +370,7 @@ class KeyAdmin:
 
     def rotation_status(self, caller: str, now: datetime | None = None) -> RotationStatus:
         """The schedule, the last rotation, what is still to rewrap and to retire."""
-        self._require(caller, "key-status")
+        self._require(caller, AuditAction.KEY_STATUS)
         now = now or self._clock()
         versions = self._provider.versions()
         current = self._provider.current_version()
@@ -384,7 +385,9 @@ class KeyAdmin:
             next_rotation_due=self._schedule.due_at(last, now),
             keys_to_rewrap=to_rewrap,
             versions_pending_retirement=tuple(
-                v.version for v in versions if v.version < current and v.state != RETIRED
+                v.version
+                for v in versions
+                if v.version < current and v.state != MasterKeyState.RETIRED
             ),
             backup_horizon=self._schedule.retirement_bound(last, now),
             overdue=self._overdue(now),
@@ -402,8 +405,8 @@ class KeyAdmin:
         except VaultError as error:
             self._audit.record(
                 caller,
-                "rewrap",
-                outcome="failed",
+                AuditAction.REWRAP,
+                outcome=AuditOutcome.FAILED,
                 status_code=_STATUS_NAMES.get(type(error), "INTERNAL"),
                 detail=f"stopped after {progress[0]} keys: {error.message}",
             )
@@ -455,7 +458,7 @@ class KeyAdmin:
             yield done, max(total, done)
         self._audit.record(
             caller,
-            "rewrap",
+            AuditAction.REWRAP,
             detail=f"{done} keys rewrapped under master key {kek_id} version {current}",
         )
 
@@ -471,7 +474,7 @@ class KeyAdmin:
                 if use.kek_id == kek_id
             }
             for info in self._provider.versions():
-                if info.state == RETIRED or info.version >= current:
+                if info.state == MasterKeyState.RETIRED or info.version >= current:
                     continue
                 if uses.get(info.version, 0):
                     job.still_used.append(info.version)
@@ -482,7 +485,7 @@ class KeyAdmin:
         for info in retired:
             self._audit.record(
                 caller,
-                "retire",
+                AuditAction.RETIRE,
                 detail=f"master key {info.kek_id} version {info.version} retired; "
                 "its key material is destroyed",
             )
@@ -490,7 +493,7 @@ class KeyAdmin:
     # -- GetKeyStatus ----------------------------------------------------------------
     def status(self, caller: str) -> list[KeyVersionStatus]:
         """Every master key version, its state and the stored keys wrapped under it."""
-        self._require(caller, "key-status")
+        self._require(caller, AuditAction.KEY_STATUS)
         versions = self._provider.versions()
         current = self._provider.current_version()
         with self._store.read() as tx:
@@ -501,7 +504,7 @@ class KeyAdmin:
             KeyVersionStatus(
                 info.kek_id,
                 info.version,
-                CURRENT if info.version == current else info.state,
+                MasterKeyState.CURRENT if info.version == current else info.state,
                 uses.pop((info.kek_id, info.version), 0),
                 _parse_time(info.created_at),
             )

@@ -46,15 +46,13 @@ def retry_on_write_conflict(
     *,
     attempts: int,
     what: str,
-    exhausted: Callable[[], BaseException] | None = None,
 ) -> T:
     """Run ``work`` (one whole transaction) until it commits without a unique-key race.
 
     Each conflict means another writer committed the same row first, so the
     next attempt reads that row instead. After ``attempts`` conflicts the race
-    is not a race any more: raise (``exhausted()``, or a ``WriteConflictError``
-    naming ``what``) rather than go on as if the write had happened (its rows
-    were rolled back).
+    is not a race any more: raise rather than go on as if the write had happened
+    (its rows were rolled back).
     """
     for _attempt in range(attempts - 1):
         try:
@@ -64,8 +62,6 @@ def retry_on_write_conflict(
     try:
         return work()
     except WriteConflictError:
-        if exhausted is not None:
-            raise exhausted() from None
         raise WriteConflictError(f"{what} still conflicted after {attempts} attempts") from None
 
 

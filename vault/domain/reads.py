@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 
 from vault import fields
+from vault.audit.records import AuditAction, AuditOutcome
 from vault.crypto.envelope import FieldCipher
 from vault.crypto.tokens import looks_like_token, token_digest
 from vault.domain.field_access import (
@@ -63,8 +64,8 @@ class FieldReads(FieldAccess):
             caller, Action.GET, subject_id=subject_id, field=field, view=wanted, purpose=purpose
         )
         stored, cipher = self._locate(caller, subject_id, field, wanted, purpose)
-        self.guards.check_canary(caller, "get", subject_id, field)
-        self.guards.check_consent(caller, "get", subject_id, purpose)
+        self.guards.check_canary(caller, AuditAction.GET, subject_id, field)
+        self.guards.check_consent(caller, AuditAction.GET, subject_id, purpose)
         if wanted is View.PLAINTEXT:
             read = FieldRead(
                 self._view(stored, cipher, with_token=True), self._value(stored, cipher)
@@ -72,7 +73,7 @@ class FieldReads(FieldAccess):
             # Audited once the value opened, and before it leaves.
             self._audit.record(
                 caller,
-                "reveal",
+                AuditAction.REVEAL,
                 subject_id=subject_id,
                 field=field,
                 view="plaintext",
@@ -81,7 +82,9 @@ class FieldReads(FieldAccess):
             return read
         read = FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
         # A masked or token read shows no value: its trace is appended in a batch.
-        self._audit.record_later(caller, "get", subject_id=subject_id, field=field, view=view)
+        self._audit.record_later(
+            caller, AuditAction.GET, subject_id=subject_id, field=field, view=view
+        )
         return read
 
     def _locate(
@@ -150,7 +153,7 @@ class FieldReads(FieldAccess):
                 # Fields it may not see are no answer: the same as a subject without fields.
                 raise NotFound(SUBJECT_HAS_NO_FIELDS)
             for candidate in stored_fields:
-                self.guards.check_canary(caller, "list", subject_id, candidate.field)
+                self.guards.check_canary(caller, AuditAction.LIST, subject_id, candidate.field)
             try:
                 ciphers = [self._cipher(tx, s) for s in visible]
             except DataKeyGoneError:
@@ -184,15 +187,15 @@ class FieldReads(FieldAccess):
                 cipher = self._cipher(tx, stored)
             except DataKeyGoneError:
                 raise NotFound(NO_FIELD_HOLDS_TOKEN) from None
-        self.guards.check_canary(caller, "detokenize", stored.subject_id, stored.field)
-        self.guards.check_consent(caller, "detokenize", stored.subject_id, purpose)
+        self.guards.check_canary(caller, AuditAction.DETOKENIZE, stored.subject_id, stored.field)
+        self.guards.check_consent(caller, AuditAction.DETOKENIZE, stored.subject_id, purpose)
         view = self._view(stored, cipher, with_token=True)
         if not bytes_eq(view.token.encode(), token.encode()):
             raise DataLoss("the token does not match its field")
         value = self._value(stored, cipher)
         self._audit.record(
             caller,
-            "detokenize",
+            AuditAction.DETOKENIZE,
             subject_id=stored.subject_id,
             field=stored.field,
             view="plaintext",
@@ -220,7 +223,10 @@ class FieldReads(FieldAccess):
         except ResourceExhausted as refused:
             # Counted, not written one by one: a refused search answers nothing.
             self._audit.count_later(
-                caller, "find", outcome="refused", detail=f"{normal.type} search: {refused.reason}"
+                caller,
+                AuditAction.FIND,
+                outcome=AuditOutcome.REFUSED,
+                detail=f"{normal.type} search: {refused.reason}",
             )
             raise
         digest = self._indexer.digest(normal.type, normal.index_input)
@@ -228,7 +234,9 @@ class FieldReads(FieldAccess):
             holders = tx.index.find_subjects(normal.type, digest)
         found = bool(holders)
         self._audit.record_later(
-            caller, "find", detail=f"field_type={normal.type} result={'hit' if found else 'miss'}"
+            caller,
+            AuditAction.FIND,
+            detail=f"field_type={normal.type} result={'hit' if found else 'miss'}",
         )
         if not found:
             self.enumeration.missed(caller, normal.type, normal.masked, digest)

@@ -38,6 +38,7 @@ from datetime import date, datetime, timedelta
 from typing import Final, Protocol, TypeVar
 
 from vault.audit.log import AuditLog
+from vault.audit.records import AuditAction, AuditOutcome
 from vault.domain.ports import RetentionQueryRepository, Store, WriteConflictError
 from vault.domain.retention_rules import ExpiryRule as ExpiryRule  # re-exported, as before
 from vault.domain.retention_rules import RetentionError as RetentionError
@@ -290,7 +291,7 @@ class RetentionSweeper:
         """Delete one expired field; True when it stays listed (held, failed, dry run)."""
         report = sweep.report
         if self._is_held(subject_id):
-            self._refuse(subject_id, field, "delete", sweep)
+            self._refuse(subject_id, field, AuditAction.DELETE, sweep)
             return True
         if sweep.dry_run:
             report.cards_deleted += 1
@@ -304,7 +305,7 @@ class RetentionSweeper:
         except FailedPrecondition:
             # A hold set a moment ago, or the subject shredded by someone else.
             if self._is_held(subject_id):
-                self._refuse(subject_id, field, "delete", sweep)
+                self._refuse(subject_id, field, AuditAction.DELETE, sweep)
                 return True
             report.already_done += 1
             return False
@@ -312,7 +313,7 @@ class RetentionSweeper:
             report.already_done += 1
             return False
         except Exception as error:
-            self._failed("delete", error, report)
+            self._failed(AuditAction.DELETE, error, report)
             return True
         if deleted:
             report.cards_deleted += 1
@@ -326,7 +327,7 @@ class RetentionSweeper:
         """Shred one idle subject; True when it stays listed (held, failed, dry run)."""
         report = sweep.report
         if self._is_held(subject_id):
-            self._refuse(subject_id, "", "shred", sweep)
+            self._refuse(subject_id, "", AuditAction.SHRED, sweep)
             return True
         if sweep.dry_run:
             report.subjects_shredded += 1
@@ -343,14 +344,14 @@ class RetentionSweeper:
         except Unavailable:
             raise
         except SubjectHeldError:
-            self._refuse(subject_id, "", "shred", sweep)
+            self._refuse(subject_id, "", AuditAction.SHRED, sweep)
             return True
         except (FailedPrecondition, NotFound, WriteConflictError):
             # Written since it was listed, or shredded by another replica just now.
             report.already_done += 1
             return False
         except Exception as error:
-            self._failed("shred", error, report)
+            self._failed(AuditAction.SHRED, error, report)
             return True
         if receipt.request_id == request_id:
             report.subjects_shredded += 1
@@ -380,7 +381,7 @@ class RetentionSweeper:
             action,
             subject_id=subject_id,
             field=field,
-            outcome="refused",
+            outcome=AuditOutcome.REFUSED,
             status_code="FAILED_PRECONDITION",
             detail=f"legal hold: {hold_reason}" if hold_reason else "legal hold",
         )

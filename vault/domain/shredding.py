@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from vault.audit import chain as audit_chain
 from vault.audit.log import AuditLog
-from vault.audit.records import AuditAnchor
+from vault.audit.records import AuditAction, AuditAnchor, AuditOutcome
 from vault.crypto.documents import (
     ANY_TYPE,
     DSAR_EXPORT,
@@ -38,7 +38,7 @@ from vault.crypto.documents import (
 from vault.crypto.signing import ReceiptSigner
 from vault.domain.authorization import require
 from vault.domain.model import Limits, check_subject_id
-from vault.domain.ports import Store, UnitOfWork, WriteConflictError
+from vault.domain.ports import Store, UnitOfWork, retry_on_write_conflict
 from vault.domain.rate_limit import RateLimiter
 from vault.domain.records import PendingShred, StoredReceipt, SubjectState
 from vault.errors import (
@@ -197,16 +197,14 @@ class Shredder:
         _check_text(reason, "reason", MAX_REASON)
         _check_text(request_id, "request_id", MAX_REQUEST_ID)
         self._require(caller, Action.SHRED, subject_id)
-        for attempt in (1, 2):
-            try:
-                return self._shred_subject(caller, subject_id, reason, request_id)
-            except WriteConflictError:
-                # Another call inserted the same tombstone or request_id first (a
-                # client retrying while its first call runs, or another replica):
-                # the second pass finds that call's receipt, or ALREADY_EXISTS.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        # Another call may insert the same tombstone or request_id first (a client
+        # retrying while its first call runs, or another replica): the second pass
+        # finds that call's receipt, or ALREADY_EXISTS.
+        return retry_on_write_conflict(
+            lambda: self._shred_subject(caller, subject_id, reason, request_id),
+            attempts=2,
+            what="a shred",
+        )
 
     def _shred_subject(
         self, caller: str, subject_id: str, reason: str, request_id: str
@@ -236,9 +234,9 @@ class Shredder:
             tx.receipts.queue_shred(PendingShred(subject_id, request_id, reason, caller, now))
         self._audit.record(
             caller,
-            "shred",
+            AuditAction.SHRED,
             subject_id=subject_id,
-            outcome="refused",
+            outcome=AuditOutcome.REFUSED,
             status_code="FAILED_PRECONDITION",
             detail="legal hold; queued until release",
         )
@@ -308,7 +306,9 @@ class Shredder:
             tx.receipts.insert_receipt(stored, now)
         if subject_key is not None:
             self._keys.forget_subject(subject_key.key_id, dek_ids)
-        self._audit.record(caller, "shred", subject_id=subject_id, detail=f"request {request_id}")
+        self._audit.record(
+            caller, AuditAction.SHRED, subject_id=subject_id, detail=f"request {request_id}"
+        )
         self._after_shred()
         return ShredReceipt.from_signed(stored.payload, stored.signature)
 
@@ -380,7 +380,10 @@ class Shredder:
             tx.subjects.set_legal_hold(subject_id, hold, reason, now)
             pending = None if hold else tx.receipts.pending_shred(subject_id)
         self._audit.record(
-            caller, "hold" if hold else "release", subject_id=subject_id, detail=reason
+            caller,
+            AuditAction.HOLD if hold else AuditAction.RELEASE,
+            subject_id=subject_id,
+            detail=reason,
         )
         if pending is not None:
             self.shred(pending.caller, subject_id, pending.reason, pending.request_id)

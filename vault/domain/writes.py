@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 
 from vault import fields
+from vault.audit.records import AuditAction, AuditOutcome
 from vault.crypto.tokens import new_token, token_digest
 from vault.domain.field_access import (
     FIELD_NOT_FOUND,
@@ -28,7 +29,7 @@ from vault.domain.model import (
     check_idempotency_key,
     check_subject_id,
 )
-from vault.domain.ports import UnitOfWork, WriteConflictError
+from vault.domain.ports import UnitOfWork, retry_on_write_conflict
 from vault.domain.rate_limit import Budget
 from vault.domain.records import IdempotencyRecord, StoredField, SubjectRecord, SubjectState
 from vault.errors import (
@@ -86,33 +87,36 @@ class FieldWrites(FieldAccess):
         shows_token = self._policy().allows(
             caller, Action.GET, field_type=field_type, field=field, view=View.TOKEN
         )
-        for attempt in (1, 2):
-            try:
-                view, outcome = self._put(caller, subject_id, field, normal, idempotency_key, now)
-                break
-            except WriteConflictError:
-                # Two writers created the same subject, token or idempotency record
-                # at once; the retry sees the winner's rows.
-                if attempt == 2:
-                    raise
-            except _RefusedPutError as refused:
-                self._audit_refused_put(caller, subject_id, field, refused)
-                raise refused.error from None
-        else:
-            raise AssertionError("unreachable")
-        self._audit.record_later(caller, "put", subject_id=subject_id, field=field, detail=outcome)
+        try:
+            # Two writers may create the same subject, token or idempotency record
+            # at once; the retry sees the winner's rows.
+            view, outcome = retry_on_write_conflict(
+                lambda: self._put(caller, subject_id, field, normal, idempotency_key, now),
+                attempts=2,
+                what="a put",
+            )
+        except _RefusedPutError as refused:
+            self._audit_refused_put(caller, subject_id, field, refused)
+            raise refused.error from None
+        self._audit.record_later(
+            caller, AuditAction.PUT, subject_id=subject_id, field=field, detail=outcome
+        )
         return view if shows_token else replace(view, token="")
 
     def _audit_refused_put(
         self, caller: str, subject_id: str, field: str, refused: _RefusedPutError
     ) -> None:
         status = _STATUS_NAMES[type(refused.error)]
-        outcome = "denied" if isinstance(refused.error, PermissionDenied) else "refused"
+        outcome = (
+            AuditOutcome.DENIED
+            if isinstance(refused.error, PermissionDenied)
+            else AuditOutcome.REFUSED
+        )
         if refused.replay:
             # A replay answered from its record: routine, like a masked read.
             self._audit.record_later(
                 caller,
-                "put",
+                AuditAction.PUT,
                 subject_id=subject_id,
                 field=field,
                 outcome=outcome,
@@ -122,7 +126,7 @@ class FieldWrites(FieldAccess):
             return
         self._audit.record(
             caller,
-            "put",
+            AuditAction.PUT,
             subject_id=subject_id,
             field=field,
             outcome=outcome,
@@ -325,10 +329,10 @@ class FieldWrites(FieldAccess):
         if subject is not None and subject.legal_hold:
             self._audit.record(
                 caller,
-                "delete",
+                AuditAction.DELETE,
                 subject_id=subject_id,
                 field=field,
-                outcome="refused",
+                outcome=AuditOutcome.REFUSED,
                 status_code="FAILED_PRECONDITION",
                 detail="legal hold",
             )
@@ -340,7 +344,7 @@ class FieldWrites(FieldAccess):
             return True
 
         self._destroy_field(subject_id, field, same_type)
-        self._audit.record(caller, "delete", subject_id=subject_id, field=field)
+        self._audit.record(caller, AuditAction.DELETE, subject_id=subject_id, field=field)
         return now
 
     def delete_field_for_retention(
@@ -362,7 +366,9 @@ class FieldWrites(FieldAccess):
 
         if not self._destroy_field(subject_id, field, still_expired):
             return False
-        self._audit.record("retention", "delete", subject_id=subject_id, field=field, detail=reason)
+        self._audit.record(
+            "retention", AuditAction.DELETE, subject_id=subject_id, field=field, detail=reason
+        )
         return True
 
     def _destroy_field(

@@ -46,11 +46,9 @@ from vault.crypto.envelope import (
 )
 from vault.crypto.tokens import new_id
 from vault.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
-from vault.keys.provider import MasterKeyInfo, WrappedKey
+from vault.keys.provider import MasterKeyInfo, MasterKeyState, WrappedKey
 
 KEYRING_FORMAT = 1
-ACTIVE = "active"
-RETIRED = "retired"
 ADOPTABLE = "adoptable"
 CLOSED = "closed"
 
@@ -89,7 +87,7 @@ def _new_version(version: int, rng: RandomSource, now: datetime) -> dict[str, An
     return {
         "version": version,
         "key": base64.b64encode(rng(KEY_BYTES)).decode(),
-        "state": ACTIVE,
+        "state": MasterKeyState.ACTIVE,
         "created_at": now.isoformat(),
     }
 
@@ -168,9 +166,9 @@ def _parse(path: Path, document: Any, stamp: _Stamp) -> _Keyring:
         info: list[MasterKeyInfo] = []
         for entry in document["versions"]:
             version = int(entry["version"])
-            state = str(entry.get("state", ACTIVE))
+            state = str(entry.get("state", MasterKeyState.ACTIVE))
             info.append(MasterKeyInfo(kek_id, version, state, str(entry.get("created_at", ""))))
-            if state == RETIRED:
+            if state == MasterKeyState.RETIRED:
                 continue
             raw = base64.b64decode(entry["key"], validate=True)
             if len(raw) != KEY_BYTES:
@@ -282,7 +280,7 @@ class LocalKeyProvider:
         aead = state.keys.get(version)
         if aead is None:
             known = {i.version: i.state for i in state.info}
-            if known.get(version) == RETIRED:
+            if known.get(version) == MasterKeyState.RETIRED:
                 raise Unavailable(f"master key version {version} is retired")
             raise Unavailable(f"master key version {version} is unknown")
         try:
@@ -319,7 +317,7 @@ class LocalKeyProvider:
             if not entries:
                 raise NotFound(f"master key version {version} does not exist")
             for entry in entries:
-                entry["state"] = RETIRED
+                entry["state"] = MasterKeyState.RETIRED
                 entry.setdefault("retired_at", self._clock().isoformat())
                 entry.pop("key", None)
         return self._state.info_of(version)

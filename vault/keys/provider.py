@@ -9,6 +9,7 @@ the database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -19,6 +20,15 @@ class WrappedKey:
     kek_id: str
     kek_version: int
     ciphertext: bytes
+
+
+class MasterKeyState(StrEnum):
+    """A master key version's state; the values are what keyrings and GetKeyStatus say."""
+
+    ACTIVE = "active"
+    RETIRED = "retired"
+    CURRENT = "current"
+    """Reported for the version that wraps new keys (an active one)."""
 
 
 @dataclass(frozen=True)
