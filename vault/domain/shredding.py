@@ -15,8 +15,6 @@ afterwards returns its receipt.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +30,8 @@ from vault.crypto.documents import (
     SHRED_RECEIPT,
     DocumentError,
     SignedDocument,
+    anchor_position,
+    document_file,
     strict_loads,
     verify_object,
 )
@@ -102,16 +102,8 @@ def anchor_fields(anchor: AuditAnchor) -> dict[str, object]:
 
 def anchor_from_fields(fields: object) -> AuditAnchor | None:
     """The anchor a signed document carries; None when it carries none (or a malformed one)."""
-    if not isinstance(fields, dict):
-        return None
-    sequence, digest = fields.get("sequence"), fields.get("hash")
-    if type(sequence) is not int or sequence < 0 or not isinstance(digest, str):
-        return None
-    try:
-        raw = bytes.fromhex(digest)
-    except ValueError:
-        return None
-    return AuditAnchor(sequence, raw) if len(raw) == 32 else None
+    position = anchor_position(fields)
+    return None if position is None else AuditAnchor(*position)
 
 
 _RECEIPT_FACTS = (
@@ -398,12 +390,8 @@ class Shredder:
 
 
 def signed_document(kind: str, payload: bytes, signature: bytes) -> dict[str, object]:
-    """A signed JSON file: the signed object, readable, under ``kind``, and the signature.
-
-    ``kind`` is only a label; the signed ``type`` inside decides what the
-    document is, and a verifier refuses a label that disagrees with it.
-    """
-    return {kind: json.loads(payload), "signature": base64.b64encode(signature).decode()}
+    """A signed JSON file: the signed object, readable, under ``kind``, and the signature."""
+    return document_file(kind, payload, signature)
 
 
 def receipt_document(payload: bytes, signature: bytes) -> dict[str, object]:
