@@ -109,6 +109,15 @@ def empty_all_tables(url: str) -> None:
         with engine.begin() as conn:
             tables = [row[0] for row in conn.execute(text(_TABLES[engine.dialect.name]))]
             if engine.dialect.name == "postgresql":
+                # A previous test's background thread (an audit flusher, a pool left
+                # open) may still hold locks here: end those sessions first, or the
+                # TRUNCATE can deadlock with them.
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
                 if tables:
                     quoted = ", ".join(f'"{table}"' for table in tables)
                     conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
