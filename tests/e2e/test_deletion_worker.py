@@ -218,6 +218,7 @@ def stopped_vault(
     yield server.data_dir, account
 
 
+@pytest.mark.slow
 def test_the_worker_retries_until_the_vault_answers(
     stopped_vault: tuple[Path, str], run_vault: RunVault, tmp_path: Path
 ) -> None:

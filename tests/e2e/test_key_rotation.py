@@ -209,6 +209,7 @@ def open_subject_from_backup(backup_dir: Path, keyring: Path, subject_id: str, w
     return FieldCipher(dek, subject_id, field, dek_id).open_value(value_ct)
 
 
+@pytest.mark.slow
 def test_a_backup_from_before_a_shred_dies_with_the_retired_version(
     tmp_path: Path, start_vault_server: type[VaultServer]
 ) -> None:

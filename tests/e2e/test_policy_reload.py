@@ -239,6 +239,7 @@ def server(start_vault_server: type[VaultServer], tmp_path: Path) -> Iterator[Va
     assert code == 0, f"the server exited with {code}:\n{server.output}"
 
 
+@pytest.mark.slow
 def test_sighup_under_load_swaps_the_policy_and_fails_no_call(server: VaultServer) -> None:
     policy_file = server.data_dir / "policy.toml"
     assert policy_file.read_text(encoding="utf-8") == DEFAULT_POLICY_TOML
@@ -324,6 +325,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
     """With --workers the parent forwards SIGHUP to each worker instead of dying of it."""
     data_dir = tmp_path / "vault"

@@ -171,6 +171,7 @@ def assert_never_served(server: VaultServer, subject: str, token: str) -> None:
     assert not found.found
 
 
+@pytest.mark.slow
 def test_a_shred_on_one_replica_is_honoured_by_the_other_despite_a_warm_cache(
     replicas: tuple[VaultServer, VaultServer],
 ) -> None:

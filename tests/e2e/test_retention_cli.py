@@ -150,6 +150,7 @@ def test_init_writes_a_default_file_with_the_card_rule_on(swept: Path, run_vault
     }
 
 
+@pytest.mark.slow
 def test_retention_run_shows_progress_and_a_summary_dry_run_first(
     swept: Path, run_vault: RunVault, start_vault_server: type[VaultServer]
 ) -> None:
@@ -218,6 +219,7 @@ def test_retention_run_shows_progress_and_a_summary_dry_run_first(
         assert server.stop() == 0, server.output
 
 
+@pytest.mark.slow
 def test_an_invalid_rules_file_is_refused_naming_the_key(
     tmp_path: Path, run_vault: RunVault
 ) -> None:
@@ -278,6 +280,7 @@ def server_with_env(data_dir: Path, **env: str) -> Iterator[tuple[subprocess.Pop
             process.wait()
 
 
+@pytest.mark.slow
 def test_the_server_sweeps_on_its_own_every_interval(tmp_path: Path, run_vault: RunVault) -> None:
     data_dir = tmp_path / "vault"
     init(run_vault, data_dir)
