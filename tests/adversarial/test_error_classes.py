@@ -74,3 +74,27 @@ def test_a_tampered_field_row_answers_data_loss_over_the_real_server(
     assert "*" in get_masked(sqlite_server, intact).view.masked
     assert "data integrity failure" in sqlite_server.output
     assert MARKER not in sqlite_server.output
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_a_tampered_row_answers_data_loss_when_listed_too(
+    sqlite_server: VaultServer, new_subject_id: Callable[[], str], tamper: str
+) -> None:
+    # ListFields reads rows through the store, not the hot read: the same check holds.
+    subject_id = new_subject_id()
+    put_phone(sqlite_server, subject_id)
+    registration = sqlite_server.client("registration")
+    listing = pb.ListFieldsRequest(subject_id=subject_id)
+    assert len(registration.vault.ListFields(listing, timeout=30).fields) == 1
+
+    with sqlite3.connect(sqlite_server.data_dir / "vault.db", timeout=30) as db:
+        db.execute(
+            f"UPDATE fields SET {TAMPERS[tamper]} WHERE subject_id = ?",  # noqa: S608 -- test constants
+            (subject_id,),
+        )
+
+    with pytest.raises(grpc.RpcError) as raised:
+        registration.vault.ListFields(listing, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.DATA_LOSS, raised.value.details()
+    assert MARKER not in (raised.value.details() or "")
+    assert MARKER not in sqlite_server.output

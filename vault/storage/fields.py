@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from vault.domain.records import StoredField, SubjectState
+from vault.errors import DataLoss
+from vault.fields.base import FieldType
 from vault.storage.idempotency import IdempotencyRows
 from vault.storage.models import BlindIndexRow, FieldRow, SubjectRow
 from vault.storage.rows import aware
+
+_FIELD_TYPES = frozenset(t.value for t in FieldType)
+_BINARY = (bytes, bytearray, memoryview)
 
 _fields = cast(Table, FieldRow.__table__)
 _subjects = cast(Table, SubjectRow.__table__)
@@ -29,8 +36,59 @@ _FIELD_COLUMNS = (
 )
 
 
-def _stored(row: Row[*tuple[Any, ...]]) -> StoredField:
-    return StoredField(row[0], row[1], row[2], row[3], row[4], row[5], row[6], aware(row[7]))
+def checked_field(row: Any, field: str | None) -> StoredField:
+    """The row as the schema promises it, or ``DataLoss``: never a half-typed value upward.
+
+    ``field`` is the field name that was asked for (None for a listing or a
+    token lookup), for the message; the row's own contents never reach it. A
+    corrupt row is corruption, not an outage: retrying reads the same bytes,
+    so it is never ``Unavailable``.
+    """
+    subject_id, field_name, field_type, version, dek_id, value_ct, view_ct, updated_at = row
+    if not (
+        isinstance(subject_id, str)
+        and isinstance(field_name, str)
+        and field_type in _FIELD_TYPES
+        and type(version) is int
+        and isinstance(dek_id, str)
+        and isinstance(value_ct, _BINARY)
+        and isinstance(view_ct, _BINARY)
+    ):
+        raise _malformed(field)
+    if isinstance(updated_at, str):  # SQLite keeps DateTime as ISO text
+        try:
+            updated_at = datetime.fromisoformat(updated_at)
+        except ValueError:
+            raise _malformed(field) from None
+    elif not isinstance(updated_at, datetime):
+        raise _malformed(field)
+    return StoredField(
+        subject_id,
+        field_name,
+        field_type,
+        version,
+        dek_id,
+        bytes(value_ct),
+        bytes(view_ct),
+        aware(updated_at),
+    )
+
+
+@contextmanager
+def _undecodable_is_data_loss(field: str | None) -> Iterator[None]:
+    """A column the driver's result processing cannot read (SQLite's timestamps
+    are text) raises ``ValueError`` or ``TypeError`` while the row is fetched:
+    that is a corrupt row, so ``DataLoss``."""
+    try:
+        yield
+    except (ValueError, TypeError):
+        raise _malformed(field) from None
+
+
+def _malformed(field: str | None) -> DataLoss:
+    if field is None:
+        return DataLoss("a stored field row is malformed")
+    return DataLoss(f"the stored row of field {field!r} is malformed")
 
 
 # Rows of a shredded subject are never read back, whatever lingers (a field
@@ -59,16 +117,19 @@ class FieldRows:
         self._conn = conn
 
     def get_field(self, subject_id: str, field: str) -> StoredField | None:
-        row = self._conn.execute(GET_FIELD, {"subject_id": subject_id, "field": field}).first()
-        return None if row is None else _stored(row)
+        with _undecodable_is_data_loss(field):
+            row = self._conn.execute(GET_FIELD, {"subject_id": subject_id, "field": field}).first()
+        return None if row is None else checked_field(row, field)
 
     def list_fields(self, subject_id: str) -> list[StoredField]:
-        rows = self._conn.execute(_LIST_FIELDS, {"subject_id": subject_id})
-        return [_stored(row) for row in rows]
+        with _undecodable_is_data_loss(None):
+            rows = self._conn.execute(_LIST_FIELDS, {"subject_id": subject_id}).all()
+        return [checked_field(row, None) for row in rows]
 
     def field_by_token(self, digest: bytes) -> StoredField | None:
-        row = self._conn.execute(_FIELD_BY_TOKEN, {"digest": digest}).first()
-        return None if row is None else _stored(row)
+        with _undecodable_is_data_loss(None):
+            row = self._conn.execute(_FIELD_BY_TOKEN, {"digest": digest}).first()
+        return None if row is None else checked_field(row, None)
 
     def insert_field(
         self,

@@ -26,21 +26,15 @@ anything else is a bug and answers INTERNAL.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from vault.domain.records import StoredField
-from vault.errors import DataLoss, Unavailable
-from vault.fields.base import FieldType
+from vault.errors import Unavailable
 from vault.storage.database import database_failure, make_engine
-from vault.storage.fields import GET_FIELD
-from vault.storage.rows import aware
-
-_FIELD_TYPES = frozenset(t.value for t in FieldType)
-_BINARY = (bytes, bytearray, memoryview)
+from vault.storage.fields import GET_FIELD, checked_field
 
 
 class HotReads:
@@ -121,42 +115,10 @@ class HotReads:
                 connection.invalidate()
                 raise
             self._idle.append(connection)
-            return None if row is None else _stored_field(row, field)
+            return None if row is None else checked_field(row, field)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def dispose(self) -> None:
         while self._idle:
             self._idle.pop().close()  # back to the pool, which closes it next
         self._engine.dispose()
-
-
-def _stored_field(row: Any, field: str) -> StoredField:
-    """The row as the schema promises it, or ``DataLoss``: never a half-typed value upward."""
-    subject_id, field_name, field_type, version, dek_id, value_ct, view_ct, updated_at = row
-    if not (
-        isinstance(subject_id, str)
-        and isinstance(field_name, str)
-        and field_type in _FIELD_TYPES
-        and type(version) is int
-        and isinstance(dek_id, str)
-        and isinstance(value_ct, _BINARY)
-        and isinstance(view_ct, _BINARY)
-    ):
-        raise DataLoss(f"the stored row of field {field!r} is malformed")
-    if isinstance(updated_at, str):  # SQLite keeps DateTime as ISO text
-        try:
-            updated_at = datetime.fromisoformat(updated_at)
-        except ValueError:
-            raise DataLoss(f"the stored row of field {field!r} is malformed") from None
-    elif not isinstance(updated_at, datetime):
-        raise DataLoss(f"the stored row of field {field!r} is malformed")
-    return StoredField(
-        subject_id,
-        field_name,
-        field_type,
-        version,
-        dek_id,
-        bytes(value_ct),
-        bytes(view_ct),
-        aware(updated_at),
-    )
