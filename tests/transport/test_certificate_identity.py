@@ -131,3 +131,16 @@ def test_an_unreadable_certificate_is_unauthenticated() -> None:
         caller_from_certificate(
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", CN_IDENTITY
         )
+
+
+def test_a_certificate_is_read_again_under_new_rules_and_a_refusal_is_remembered() -> None:
+    # Both the name and the refusal are kept per rules; new rules (a reload) read anew.
+    pem = certificate([[(CN, "admin")]], [f"{MESH}checkout"])
+    assert caller_from_certificate(pem, CN_IDENTITY) == "admin"
+    assert caller_from_certificate(pem, CN_IDENTITY) == "admin"
+    assert caller_from_certificate(pem, SPIFFE) == "checkout"
+    assert caller_from_certificate(pem, CN_IDENTITY) == "admin"
+    two = certificate([[(CN, "admin")], [(CN, "registration")]])
+    for _ in range(2):
+        with pytest.raises(Unauthenticated, match="common name"):
+            caller_from_certificate(two, CN_IDENTITY)
