@@ -134,6 +134,15 @@ class FieldAccess:
         no such field -- so a denial never tells it what exists.
         """
         policy = self._policy()
+        if policy.allows(
+            caller,
+            action,
+            field_type=stored.field_type,
+            field=stored.field,
+            view=view,
+            purpose=purpose,
+        ):
+            return  # the hot path: whether to hide a denial is asked only of a denial
         hidden = always_hide or not policy.grants_any(
             caller, Action.GET, field_type=stored.field_type, field=stored.field
         )
