@@ -142,6 +142,29 @@ def test_client_commands_against_a_running_server(
     assert health.stdout.strip() == "SERVING"
 
 
+@pytest.mark.parametrize(
+    ("kind", "stdin", "secret"),
+    [
+        ("card", '{"pan": "4242 4242 4242 4242", "exp_month": "twelve"}', "4242"),
+        ("card", '{"pan": "4242 4242 4242 4242", ', "4242"),
+        ("date_of_birth", "1985x-04-12", "1985x"),
+    ],
+    ids=["card-bad-field", "card-bad-json", "date-not-a-date"],
+)
+def test_a_value_the_cli_cannot_read_is_refused_without_quoting_it(
+    cli_server: VaultServer, run_vault: RunVault, kind: str, stdin: str, secret: str
+) -> None:
+    caller = "checkout" if kind == "card" else "registration"
+    done = run_vault(
+        "put", "--data-dir", str(cli_server.data_dir), "--as", caller,
+        "--target", cli_server.target, f"cli-{uuid.uuid4()}", kind, "--type", kind,
+        stdin=stdin,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "INVALID_ARGUMENT" in done.stderr and "Traceback" not in done.stderr
+    assert secret not in done.stderr + done.stdout
+
+
 def test_health_fails_when_nothing_listens(
     initialised: tuple[Path, str], run_vault: RunVault
 ) -> None:

@@ -58,13 +58,29 @@ def run_client(args: argparse.Namespace) -> int:
         except grpc.RpcError as error:
             print(f"{error.code().name}: {error.details()}", file=sys.stderr)
             return 1
+        except UnreadableValueError as error:
+            print(f"INVALID_ARGUMENT: {error}", file=sys.stderr)
+            return 2
+
+
+class UnreadableValueError(ValueError):
+    """Standard input is not a value of the asked type; the message never quotes it."""
 
 
 def value_from_text(kind: str, text: str) -> pb.FieldValue:
     """Parse stdin: plain text for simple types, JSON for address and card."""
     from google.protobuf import json_format  # not loaded by commands that send no value
 
-    text = text.strip()
+    try:
+        return _parse_value(kind, text.strip())
+    except (ValueError, json_format.ParseError):
+        # The parsers' own messages quote the input: a card number, a birth date.
+        raise UnreadableValueError(f"standard input is not a valid {kind} value") from None
+
+
+def _parse_value(kind: str, text: str) -> pb.FieldValue:
+    from google.protobuf import json_format
+
     if kind == "phone":
         return pb.FieldValue(phone=pb.PhoneNumber(number=text))
     if kind == "email":

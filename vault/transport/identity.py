@@ -27,28 +27,31 @@ MAX_CALLER_NAME = 128
 # Parsing a certificate costs about 25 us, a tenth of a masked read: the answer
 # for a (certificate, rules) pair is kept, bounded, and forgotten with the rules.
 _CACHE_LIMIT = 1024
-_cached_rules: IdentityRules | None = None
-_cached: dict[bytes, str | Unauthenticated] = {}
+_cache: tuple[IdentityRules, dict[bytes, str | Unauthenticated]] | None = None
 
 
 def caller_from_certificate(pem: bytes, rules: IdentityRules) -> str:
     """The one caller ``pem`` (a verified client certificate) names under ``rules``.
 
     A refusal is remembered like a name, so a bad certificate presented again
-    is refused again without being parsed again.
+    is refused again without being parsed again. Each thread works on the one
+    (rules, answers) pair it took, so an answer worked out under rules that a
+    policy reload replaced never lands among the new rules' answers.
     """
-    global _cached_rules, _cached
-    if rules is not _cached_rules:
-        _cached_rules, _cached = rules, {}  # a policy reload may map names anew
-    known = _cached.get(pem)
+    global _cache
+    taken = _cache
+    if taken is None or taken[0] is not rules:
+        taken = _cache = (rules, {})  # a policy reload may map names anew
+    answers = taken[1]
+    known = answers.get(pem)
     if known is None:
         try:
             known = _read_caller(pem, rules)
         except Unauthenticated as refusal:
             known = refusal
-        if len(_cached) >= _CACHE_LIMIT:
-            _cached = {}
-        _cached[pem] = known
+        if len(answers) >= _CACHE_LIMIT:
+            answers.clear()
+        answers[pem] = known
     if isinstance(known, Unauthenticated):
         raise Unauthenticated(known.message)
     return known
