@@ -77,12 +77,18 @@ def make_engine(
     if url.startswith("sqlite"):
         if not _is_sqlite_file(url):  # in-memory databases keep one connection per thread
             sized = {}
+        # hide_parameters: a statement's parameters are subject ids, digests,
+        # ciphertexts and keys; an error that escapes unclassified (a bug,
+        # answered INTERNAL) must not carry them into a traceback or a log.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **sized
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+            **sized,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_recycle=1800, **sized)
+    return create_engine(url, pool_recycle=1800, hide_parameters=True, **sized)
 
 
 def _is_sqlite_file(url: str) -> bool:
