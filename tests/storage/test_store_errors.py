@@ -42,6 +42,23 @@ def test_a_not_null_violation_is_raised_as_it_is_not_as_a_write_conflict(store: 
     assert not isinstance(raised.value, WriteConflictError)
 
 
+def test_an_unclassified_database_error_does_not_carry_the_statements_parameters(
+    store: Store,
+) -> None:
+    secret = "subject-secret-4242"
+    with pytest.raises(IntegrityError) as raised:
+        with store.write() as tx:
+            tx.keys.execute(
+                text(
+                    "INSERT INTO index_keys"
+                    " (field_type, key_id, kek_id, kek_version, wrapped, created_at)"
+                    " VALUES ('phone', :key_id, 'kek', 1, NULL, :now)"
+                ),
+                {"key_id": secret, "now": NOW},
+            )
+    assert secret not in str(raised.value)
+
+
 def test_two_writers_racing_for_one_unique_row_make_a_write_conflict(store: Store) -> None:
     first_inserted = threading.Event()
     outcomes: dict[str, BaseException | None] = {}

@@ -388,7 +388,7 @@ class Store:
         except IntegrityError as exc:
             if is_unique_violation(exc):
                 raise WriteConflictError from None
-            raise
+            raise _without_row_values(exc) from None
         except DBAPIError as exc:
             raise self._failure(exc) from None
         except PoolTimeoutError:
@@ -397,7 +397,27 @@ class Store:
     @staticmethod
     def _failure(exc: DBAPIError) -> BaseException:
         driver_error = exc.orig if exc.orig is not None else exc
-        return database_failure(driver_error, disconnect=exc.connection_invalidated) or exc
+        failure = database_failure(driver_error, disconnect=exc.connection_invalidated)
+        return failure or _without_row_values(exc)
+
+
+def _without_row_values(exc: DBAPIError) -> DBAPIError:
+    """The same error with the driver's primary message only.
+
+    PostgreSQL's DETAIL quotes the row (``Failing row contains (...)``,
+    ``Key (subject_id)=(...)``); parameters are already hidden by the engine.
+    An unclassified error is a bug and answers INTERNAL, but its text may
+    still reach a traceback, so it must carry no stored value.
+    """
+    diag = getattr(exc.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if not primary:
+        return exc  # SQLite's messages name the constraint, never a value
+    return type(exc)(exc.statement, None, _DriverMessageError(primary), hide_parameters=True)
+
+
+class _DriverMessageError(Exception):
+    """A driver error reduced to its primary message."""
 
 
 @contextmanager
