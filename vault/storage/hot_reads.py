@@ -119,6 +119,10 @@ class HotReads:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def dispose(self) -> None:
-        while self._idle:
-            self._idle.pop().close()  # back to the pool, which closes it next
+        while True:
+            try:
+                connection = self._idle.pop()  # a reader may take the last one first
+            except IndexError:
+                break
+            connection.close()  # back to the pool, which closes it next
         self._engine.dispose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from datetime import UTC
-from typing import Any, Concatenate, NoReturn, Protocol, TypeVar, cast
+from typing import Any, Concatenate, Protocol, TypeVar, cast
 
 import grpc
 
@@ -248,7 +248,6 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
         )
         return pb.SetLegalHoldResponse(hold=hold)
 
-    # Later issues implement these; until then they answer UNIMPLEMENTED.
     @rpc
     def ExportSubject(  # noqa: N802
         self, caller: str, request: pb.ExportSubjectRequest, context: grpc.ServicerContext
@@ -266,11 +265,6 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
             caller, request.subject_id, request.purpose, request.granted
         )
         return pb.SetConsentResponse(granted=granted)
-
-
-def unimplemented(context: grpc.ServicerContext, method: str) -> NoReturn:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
-    raise AssertionError("abort returned")
 
 
 def rpc_stream(
