@@ -28,6 +28,7 @@ from vault.domain.ports import Store
 from vault.domain.rate_limit import RateLimiter
 from vault.errors import InvalidArgument, PermissionDenied
 from vault.policy import Action, Policy
+from vault.policy.limits import Budget
 
 log = logging.getLogger("vault.alarm")
 
@@ -65,6 +66,9 @@ class AccessGuards:
         with self._store.read() as tx:
             granted = tx.consent.consent_granted(subject_id, purpose)
         if not granted:
+            # "Has X consented to P?" is a read: it spends the denial budget.
+            if self._limiter is not None:
+                self._limiter.take(caller, Budget.DENIAL)
             self._audit.record(
                 caller,
                 action,

@@ -152,7 +152,8 @@ class FieldReads(FieldAccess):
             if not visible:
                 # Fields it may not see are no answer: the same as a subject without fields.
                 raise NotFound(SUBJECT_HAS_NO_FIELDS)
-            for candidate in stored_fields:
+            # Only fields the caller may see: a hidden canary must answer as hidden.
+            for candidate in visible:
                 self.guards.check_canary(caller, AuditAction.LIST, subject_id, candidate.field)
             try:
                 ciphers = [self._cipher(tx, s) for s in visible]
