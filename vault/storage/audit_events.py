@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
 
 from vault.audit.records import AuditHead, AuditRecord, ChainedEvent
 from vault.storage.models import AuditEventRow, AuditHeadRow
-from vault.storage.rows import aware
+from vault.storage.rows import record_mapper
 
 _audit = cast(Table, AuditEventRow.__table__)
 _head = cast(Table, AuditHeadRow.__table__)
@@ -27,20 +27,7 @@ _REHASH = (
 )
 
 
-def _record(row: Row[*tuple[Any, ...]]) -> AuditRecord:
-    r = row._mapping
-    return AuditRecord(
-        aware(r["time"]),
-        r["caller"],
-        r["action"],
-        r["subject_id"],
-        r["field"],
-        r["view"],
-        r["purpose"],
-        r["outcome"],
-        r["status_code"],
-        r["detail"],
-    )
+_record = record_mapper(AuditRecord)
 
 
 def _chained(row: Row[*tuple[Any, ...]]) -> ChainedEvent:

@@ -9,9 +9,10 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from vault.domain.records import IdempotencyRecord
 from vault.storage.models import IdempotencyRow
-from vault.storage.rows import aware
+from vault.storage.rows import record_mapper
 
 _idem = cast(Table, IdempotencyRow.__table__)
+_idempotency_record = record_mapper(IdempotencyRecord)
 
 
 class IdempotencyRows:
@@ -40,8 +41,7 @@ class IdempotencyRows:
         ).first()
         if row is None:
             return None
-        fingerprint = None if row[2] is None else bytes(row[2])
-        return IdempotencyRecord(row[0], row[1], fingerprint, row[3], aware(row[4]))
+        return _idempotency_record(row)
 
     def remember_idempotency(
         self,

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage.models import DataKeyRow, SubjectKeyRow
+from vault.storage.rows import record_mapper
 
 _subject_keys = cast(Table, SubjectKeyRow.__table__)
 _data_keys = cast(Table, DataKeyRow.__table__)
@@ -18,10 +19,13 @@ _data_keys = cast(Table, DataKeyRow.__table__)
 def subject_key_material(row: object) -> SubjectKeyMaterial:
     """A subject key row as the key hierarchy takes it."""
     r = row._mapping  # type: ignore[attr-defined]
+    # The one record with a nested value: the wrapped key is three columns.
     return SubjectKeyMaterial(
-        r["key_id"], r["subject_id"], WrappedKey(r["kek_id"], r["kek_version"], r["wrapped"])
+        r["key_id"], r["subject_id"], WrappedKey(r["kek_id"], r["kek_version"], bytes(r["wrapped"]))
     )
 
+
+_data_key_material = record_mapper(DataKeyMaterial)
 
 _DATA_KEY = select(_data_keys).where(_data_keys.c.dek_id == bindparam("dek_id"))
 
@@ -60,10 +64,7 @@ class KeyRows:
         row = self._conn.execute(_DATA_KEY, {"dek_id": dek_id}).first()
         if row is None:
             return None
-        r = row._mapping
-        return DataKeyMaterial(
-            r["dek_id"], r["subject_id"], r["field"], r["subject_key_id"], r["wrapped"]
-        )
+        return _data_key_material(row)
 
     def insert_data_key(self, material: DataKeyMaterial, now: datetime) -> None:
         self._conn.execute(

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Connection, Row, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from vault.domain.records import PendingShred, StoredReceipt
 from vault.storage.models import PendingShredRow, ShredReceiptRow
-from vault.storage.rows import aware
+from vault.storage.rows import record_mapper
 
 _receipts = cast(Table, ShredReceiptRow.__table__)
 _pending = cast(Table, PendingShredRow.__table__)
 
 
-def _receipt(row: Row[*tuple[Any, ...]]) -> StoredReceipt:
-    r = row._mapping
-    return StoredReceipt(
-        r["request_id"], r["subject_id"], r["payload"], r["signature"], r["signing_key_id"]
-    )
+_receipt = record_mapper(StoredReceipt)
+_pending_shred = record_mapper(PendingShred)
 
 
 class ReceiptRows:
@@ -73,10 +70,7 @@ class ReceiptRows:
         ).first()
         if row is None:
             return None
-        r = row._mapping
-        return PendingShred(
-            r["subject_id"], r["request_id"], r["reason"], r["caller"], aware(r["requested_at"])
-        )
+        return _pending_shred(row)
 
     def queue_shred(self, pending: PendingShred) -> None:
         self._conn.execute(delete(_pending).where(_pending.c.subject_id == pending.subject_id))

@@ -17,7 +17,7 @@ from vault.storage.models import (
     PendingShredRow,
     SubjectRow,
 )
-from vault.storage.rows import aware
+from vault.storage.rows import record_mapper
 
 _fields = cast(Table, FieldRow.__table__)
 _subjects = cast(Table, SubjectRow.__table__)
@@ -26,6 +26,9 @@ _idem = cast(Table, IdempotencyRow.__table__)
 _pending = cast(Table, PendingShredRow.__table__)
 _consents = cast(Table, ConsentRow.__table__)
 _canaries = cast(Table, CanaryRow.__table__)
+
+# hold_reason is nullable for rows written before holds carried a reason.
+_subject_record = record_mapper(SubjectRecord, convert={"hold_reason": lambda v: v or ""})
 
 
 class SubjectRows:
@@ -58,16 +61,7 @@ class SubjectRows:
         row = self._conn.execute(statement).first()
         if row is None:
             return None
-        r = row._mapping
-        return SubjectRecord(
-            r["subject_id"],
-            r["state"],
-            aware(r["created_at"]),
-            aware(r["updated_at"]),
-            bool(r["legal_hold"]),
-            r["hold_reason"] or "",
-            None if r["shredded_at"] is None else aware(r["shredded_at"]),
-        )
+        return _subject_record(row)
 
     def insert_tombstone(self, subject_id: str, now: datetime) -> None:
         self._conn.execute(
