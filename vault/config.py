@@ -57,6 +57,10 @@ def _setting(
     return Field(default, description=meaning, json_schema_extra=extra)
 
 
+# Where ``pii-vault init --key-provider URI`` records the URI, so that ``serve``
+# and the operator commands find the master key without being told again.
+KEY_PROVIDER_FILE = "key-provider"
+
 class Settings(BaseSettings):
     """The vault's settings; immutable, validated, built once and passed in."""
 
@@ -87,7 +91,8 @@ class Settings(BaseSettings):
     )
     key_provider: str = _setting(
         "",
-        "master key URI (default local://DIR/keyring.json)",
+        "master key URI: local://, pkcs11: or transit+https:// (default: the one"
+        " init wrote to DIR/key-provider, else local://DIR/keyring.json)",
         flags=("--key-provider",),
     )
     policy_path: Path | None = _setting(
@@ -176,7 +181,14 @@ class Settings(BaseSettings):
 
     @property
     def effective_key_provider(self) -> str:
-        return self.key_provider or f"local://{(self.data_dir / 'keyring.json').resolve()}"
+        """The setting; else the URI ``init --key-provider`` wrote; else the local keyring."""
+        if self.key_provider:
+            return self.key_provider
+        try:
+            written = (self.data_dir / KEY_PROVIDER_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            written = ""
+        return written or f"local://{(self.data_dir / 'keyring.json').resolve()}"
 
     @property
     def effective_policy_path(self) -> Path:

@@ -20,7 +20,7 @@ from typing import TextIO
 from vault.audit.log import AuditLog
 from vault.bootstrap.pki import TlsPaths, create_dev_pki
 from vault.bootstrap.seal import open_keys
-from vault.config import Settings
+from vault.config import KEY_PROVIDER_FILE, Settings
 from vault.crypto.blind_index import BlindIndexer
 from vault.crypto.envelope import index_key_context, new_key
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
@@ -40,9 +40,8 @@ from vault.errors import Unavailable
 from vault.fields.base import FieldType
 from vault.keys.cache import CacheLimits
 from vault.keys.hierarchy import KeyHierarchy
-from vault.keys.local import create_keyring
 from vault.keys.provider import KeyProvider, MasterKeyState
-from vault.keys.uri import provider_from_uri
+from vault.keys.uri import create_master_key, local_keyring_path, provider_from_uri, scheme_of
 from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
 from vault.storage.database import Store, retry_on_write_conflict
@@ -322,17 +321,33 @@ def build_app(
 
 
 def is_initialised(data_dir: Path) -> bool:
-    return (data_dir / "keyring.json").exists() or (data_dir / "tls" / "ca.crt").exists()
+    return any(
+        (data_dir / name).exists() for name in ("keyring.json", KEY_PROVIDER_FILE, "tls/ca.crt")
+    )
 
 
-def init_data_dir(data_dir: Path) -> list[Path]:
-    """Create keyring, dev PKI, default policy and database, once. Returns what it made."""
+def init_data_dir(data_dir: Path, key_provider: str = "") -> list[Path]:
+    """Create the master key, dev PKI, default policy and database, once. Returns what it made.
+
+    With no ``key_provider`` the master key is a keyring file in the data
+    directory. With a ``pkcs11:`` or ``transit+…`` URI it is made inside the
+    HSM token or as the Transit key (kept if it exists already), no keyring
+    file is written, and the URI is recorded in ``DIR/key-provider`` for
+    ``serve`` and the operator commands.
+    """
     if is_initialised(data_dir):
         raise FileExistsError(f"{data_dir} is already initialised; refusing to overwrite keys")
+    uri = key_provider or f"local://{(data_dir / 'keyring.json').resolve()}"
+    scheme_of(uri)  # an unknown scheme fails before anything is written
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
-    keyring = data_dir / "keyring.json"
-    create_keyring(keyring)
+    create_master_key(uri)
+    if scheme_of(uri) == "local":
+        made = [local_keyring_path(uri)]
+    else:
+        written = data_dir / KEY_PROVIDER_FILE
+        written.write_text(uri + "\n", encoding="utf-8")
+        made = [written]
     tls = TlsPaths.under(data_dir)
     create_dev_pki(tls)
     policy = data_dir / "policy.toml"
@@ -343,7 +358,7 @@ def init_data_dir(data_dir: Path) -> list[Path]:
         retention.write_text(DEFAULT_RETENTION_TOML)
     receipt_key = data_dir / "receipt-signing.key"
     create_receipt_key(receipt_key)
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, key_provider=uri)
     store = Store(settings.effective_database_url)
     try:
         migrate.upgrade(store)
@@ -351,7 +366,7 @@ def init_data_dir(data_dir: Path) -> list[Path]:
     finally:
         store.dispose()
     return [
-        keyring,
+        *made,
         tls.ca_cert,
         tls.server_cert,
         tls.clients_dir,

@@ -17,12 +17,16 @@ def run_init(args: argparse.Namespace) -> int:
     """Create keyring, dev TLS, policy, retention rules and database, once."""
     from vault import config
     from vault.bootstrap.app import init_data_dir
+    from vault.errors import VaultError
 
-    data_dir = config.from_env({"data_dir": args.data_dir}).data_dir
+    settings = config.from_env({"data_dir": args.data_dir, "key_provider": args.key_provider})
     try:
-        made = init_data_dir(data_dir)
-    except FileExistsError as error:
+        made = init_data_dir(settings.data_dir, settings.key_provider)
+    except (FileExistsError, ValueError) as error:
         print(str(error), file=sys.stderr)
+        return 1
+    except VaultError as error:  # the HSM or Transit cannot be reached or refused
+        print(f"{type(error).__name__}: {error.message}", file=sys.stderr)
         return 1
     for path in made:
         print(f"created {path}")

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create keyring, dev TLS, policy and database")
     _add_data_dir(init)
+    init.add_argument(
+        "--key-provider",
+        help="keep the master key in an HSM (pkcs11:...) or Transit (transit+https://...)"
+        " instead of DIR/keyring.json",
+    )
 
     serve = commands.add_parser("serve", help="serve the vault over mutual TLS")
     _add_data_dir(serve)

@@ -55,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print("refusing to start: PII_VAULT_SEAL_CHECK_INTERVAL must be positive", file=sys.stderr)
         return 2
     if args.init and not is_initialised(settings.data_dir):
-        for path in init_data_dir(settings.data_dir):
+        for path in init_data_dir(settings.data_dir, settings.key_provider):
             log.info("created %s", path)
     if settings.workers > 1:
         return run_workers(settings.workers)
