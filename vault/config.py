@@ -61,6 +61,7 @@ def _setting(
 # and the operator commands find the master key without being told again.
 KEY_PROVIDER_FILE = "key-provider"
 
+
 class Settings(BaseSettings):
     """The vault's settings; immutable, validated, built once and passed in."""
 
