@@ -12,6 +12,10 @@ database rebuilt. Tests that need a database nobody migrated ask for
 Markers select what they say: ``pytest_collection_modifyitems`` marks every
 test that runs on PostgreSQL ``postgres`` and every test that starts the real
 server ``e2e`` (``tests/test_markers.py`` checks it).
+
+Key custodians. ``softhsm.py`` and ``openbao.py`` start a throwaway SoftHSM2
+token directory and an OpenBao dev server once per pytest process, on first
+use; ``pkcs11_uri`` and ``transit_uri`` give each test a master key of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import pytest
 from clocks import SteppableClock
 from hypothesis import HealthCheck, settings
+from openbao import openbao, tcp_proxy, transit_key, transit_uri
 from pg_databases import (
     drop_postgres_database,
     empty_all_tables,
@@ -31,6 +36,7 @@ from pg_databases import (
     schema_fingerprint,
 )
 from session_items import COLLECTED_ITEMS
+from softhsm import fresh_token, object_label, pkcs11_uri, softhsm
 
 from vault.storage import migrate
 from vault.storage.database import Store
@@ -39,6 +45,10 @@ settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# The key custodians, one per pytest process (see their modules): SoftHSM2 and OpenBao.
+__all__ = ["fresh_token", "object_label", "openbao", "pkcs11_uri", "softhsm"]
+__all__ += ["tcp_proxy", "transit_key", "transit_uri"]
 
 BACKENDS = ("sqlite", "postgres")
 
