@@ -6,6 +6,8 @@ every later start finds it. The vault on top works as it does on a keyring
 file, a warm read asks the provider nothing, and a copy of the database
 taken before a shred stops opening once the master key version it was
 wrapped under is retired, in the HSM or in Transit as in the keyring.
+Receipts are signed inside the provider: the data directory holds only the
+public half, so a copy of it cannot forge one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 from vault.bootstrap.app import App, build_app, init_data_dir
 from vault.config import KEY_PROVIDER_FILE, Settings
+from vault.crypto.documents import SHRED_RECEIPT, verify_payload
 from vault.crypto.envelope import subject_key_context
 from vault.errors import Unavailable
 from vault.fields import PhoneNumber
@@ -148,3 +151,28 @@ def test_a_copy_from_before_a_shred_opens_until_its_master_key_version_is_retire
     assert rotated.version == provider.current_version()
     kept = app.vault.get_field("privacy-desk", survivor, "phone", "plaintext", "dsar")
     assert kept.value == PhoneNumber("+37251234567")
+
+
+def test_receipts_are_signed_inside_the_provider_and_no_signing_key_is_on_disk(
+    custody: str, app: App
+) -> None:
+    data_dir = app.settings.data_dir
+    public_pem = (data_dir / "receipt-signing.pub").read_bytes()
+    subject = f"custody-{uuid.uuid4()}"
+    app.vault.put_field("registration", subject, "phone", PHONE)
+
+    receipt = app.shredder.shred_subject("deletion", subject, "account closed", uuid.uuid4().hex)
+
+    signed = verify_payload(public_pem, receipt.payload, receipt.signature, SHRED_RECEIPT)
+    assert signed.body["subject_id"] == subject
+    private_files = [p.name for p in data_dir.rglob("*") if b"PRIVATE KEY" in _bytes(p)]
+    if custody:
+        # Only the dev TLS keys: no Ed25519 key that could sign a receipt.
+        assert not (data_dir / "receipt-signing.key").exists()
+        assert "receipt-signing.key" not in private_files
+    else:
+        assert "receipt-signing.key" in private_files
+
+
+def _bytes(path: Path) -> bytes:
+    return path.read_bytes() if path.is_file() else b""

@@ -17,11 +17,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from vault.audit.log import AuditLog
 from vault.bootstrap.pki import TlsPaths, create_dev_pki
 from vault.bootstrap.seal import open_keys
 from vault.config import KEY_PROVIDER_FILE, Settings
 from vault.crypto.blind_index import BlindIndexer
+from vault.crypto.documents import load_public_key
 from vault.crypto.envelope import index_key_context, new_key
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.crypto.tokens import new_id
@@ -41,6 +45,7 @@ from vault.fields.base import FieldType
 from vault.keys.cache import CacheLimits
 from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.provider import KeyProvider, MasterKeyState
+from vault.keys.signing import ProviderSigningKey, create_signing_key
 from vault.keys.uri import create_master_key, local_keyring_path, provider_from_uri, scheme_of
 from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
@@ -161,7 +166,23 @@ def create_receipt_key(path: Path) -> None:
     os.chmod(public, 0o644)
 
 
-def load_receipt_signer(path: Path) -> ReceiptSigner:
+def load_receipt_signer(settings: Settings) -> ReceiptSigner:
+    """The key that signs receipts and exports: a key file, or the key provider's own.
+
+    A key file (``--receipt-key`` or ``DIR/receipt-signing.key``) is used when
+    there is one. Otherwise, with an HSM or Transit provider, the provider's
+    signing key signs, checked against ``DIR/receipt-signing.pub``; with the
+    local keyring, a data directory from before receipts gets its key file now.
+    """
+    path = settings.effective_receipt_key_path
+    uri = settings.effective_key_provider
+    if not path.exists() and scheme_of(uri) != "local":
+        public = load_public_key(path.with_suffix(".pub").read_bytes())
+        return ReceiptSigner(ProviderSigningKey(uri, public))
+    return _receipt_key_file(path)
+
+
+def _receipt_key_file(path: Path) -> ReceiptSigner:
     if not path.exists():
         # A data directory made before receipts existed: make the key once.
         create_receipt_key(path)
@@ -296,7 +317,7 @@ def build_app(
     shredder = Shredder(
         store,
         keys,
-        load_receipt_signer(settings.effective_receipt_key_path),
+        load_receipt_signer(settings),
         policy,
         audit,
         backup_horizon=backup_horizon_for(provider, schedule),
@@ -357,7 +378,18 @@ def init_data_dir(data_dir: Path, key_provider: str = "") -> list[Path]:
     if not retention.exists():
         retention.write_text(DEFAULT_RETENTION_TOML)
     receipt_key = data_dir / "receipt-signing.key"
-    create_receipt_key(receipt_key)
+    public_key = receipt_key.with_suffix(".pub")
+    if scheme_of(uri) == "local":
+        create_receipt_key(receipt_key)
+        made.append(receipt_key)
+    else:  # the private half stays in the HSM or Transit; only the public half is here
+        raw = create_signing_key(uri)
+        public_key.write_bytes(
+            Ed25519PublicKey.from_public_bytes(raw).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        os.chmod(public_key, 0o644)
     settings = Settings(data_dir=data_dir, key_provider=uri)
     store = Store(settings.effective_database_url)
     try:
@@ -372,7 +404,6 @@ def init_data_dir(data_dir: Path, key_provider: str = "") -> list[Path]:
         tls.clients_dir,
         policy,
         retention,
-        receipt_key,
-        receipt_key.with_suffix(".pub"),
+        public_key,
         data_dir / "vault.db",
     ]

@@ -33,11 +33,11 @@ import binascii
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 SHRED_RECEIPT: Final = "pii-vault.shred-receipt"
 DSAR_EXPORT: Final = "pii-vault.dsar-export"
@@ -138,8 +138,17 @@ def load_public_key(public_pem: bytes) -> Ed25519PublicKey:
 
 
 # -- signing ------------------------------------------------------------------------------
+class SigningKey(Protocol):
+    """An Ed25519 private key, in this process (``Ed25519PrivateKey``) or kept in an HSM
+    or Transit that signs on request (``vault.keys.signing``)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+
 def sign_document(
-    private_key: Ed25519PrivateKey, doc_type: str, fields: Mapping[str, object]
+    private_key: SigningKey, doc_type: str, fields: Mapping[str, object]
 ) -> SignedDocument:
     """Sign ``fields`` as a document of ``doc_type``; ``type``, ``version`` and
     ``signing_key_id`` are set here, never taken from ``fields``."""

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from vault.crypto.documents import SignedDocument, key_id_of, sign_document
+from vault.crypto.documents import SignedDocument, SigningKey, key_id_of, sign_document
 
 __all__ = ["ReceiptSigner", "key_id_of", "new_signing_key_pem"]
 
 
 class ReceiptSigner:
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(self, private_key: SigningKey) -> None:
         self._key = private_key
         self.public_key = private_key.public_key()
         self.key_id = key_id_of(self.public_key)
