@@ -154,6 +154,9 @@ def build_server(
     return server, port, health_servicer
 
 
+SIGNAL_POLL_SECONDS = 0.2
+
+
 def serve_until_signalled(
     server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float
 ) -> None:
@@ -166,6 +169,12 @@ def serve_until_signalled(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    # Python runs signal handlers in the main thread, between bytecodes. The
+    # kernel may deliver SIGTERM (or SIGHUP) to any thread -- gRPC's, the audit
+    # flusher -- and then nothing wakes a main thread blocked in a plain
+    # ``stop.wait()``: the handler would wait forever and the server ignore the
+    # signal. Waking up a few times a second runs pending handlers promptly.
+    while not stop.wait(SIGNAL_POLL_SECONDS):
+        pass
     health_servicer.enter_graceful_shutdown()
     server.stop(grace_seconds).wait()
