@@ -47,6 +47,10 @@ class DeferredKeyProvider:
         if callable(reload):
             reload()
 
+    @property
+    def kek_id(self) -> str:
+        return self._provider().kek_id
+
     def wrap(self, key: bytes, context: bytes) -> WrappedKey:
         return self._provider().wrap(key, context)
 

@@ -46,11 +46,11 @@ from vault.crypto.envelope import (
 )
 from vault.crypto.tokens import new_id
 from vault.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from vault.keys.keyring_destroy import destroy_keyring
 from vault.keys.provider import MasterKeyInfo, MasterKeyState, WrappedKey
 
 KEYRING_FORMAT = 1
-ADOPTABLE = "adoptable"
-CLOSED = "closed"
+ADOPTABLE, CLOSED = "adoptable", "closed"  # the audit key's "unkeyed_chain" states
 
 log = logging.getLogger("vault.keys")
 
@@ -102,8 +102,7 @@ def _new_audit_key(rng: RandomSource, now: datetime, *, adopt_unkeyed: bool) -> 
     }
 
 
-# What identifies one state of the file: a rename changes the inode, a chmod the mode.
-_Stamp = tuple[int, int, int, int]
+_Stamp = tuple[int, int, int, int]  # one state of the file: a rename or chmod changes it
 
 
 def _stamp(st: os.stat_result) -> _Stamp:
@@ -249,6 +248,14 @@ class LocalKeyProvider:
                 log.error("master keyring not usable: %s", error)
                 raise Unavailable("the master keyring cannot be loaded") from None
             return self._state
+
+    @property
+    def kek_id(self) -> str:
+        return self._fresh().kek_id
+
+    def destroy(self) -> None:
+        """Retire every version and drop the audit key: the file opens nothing ever again."""
+        destroy_keyring(self._path, self._clock())
 
     # -- wrap and unwrap ----------------------------------------------------------
     def _context(self, kek_id: str, context: bytes, version: int) -> bytes:

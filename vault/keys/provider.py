@@ -54,6 +54,11 @@ class KeyProvider(Protocol):
     of them see another's rotation or retirement without a restart.
     """
 
+    @property
+    def kek_id(self) -> str:
+        """The master key's id, as ``wrap`` stamps it on every ``WrappedKey``."""
+        ...
+
     def wrap(self, key: bytes, context: bytes) -> WrappedKey: ...
 
     def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes: ...

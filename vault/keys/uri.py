@@ -15,6 +15,7 @@ their scheme is asked for: a local vault never loads them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -50,6 +51,21 @@ def provider_from_uri(uri: str) -> KeyProvider:
     from vault.keys.transit import TransitKeyProvider
 
     return TransitKeyProvider(uri)
+
+
+def provider_from_uris(uris: Sequence[str]) -> KeyProvider:
+    """The provider of ``DIR/key-provider``'s lines: one URI opens that provider; several
+    (a key migration under way) a ``MigratingKeyProvider`` wrapping under the first and
+    still reading from the others."""
+    if not uris:
+        raise ValueError("no key provider URI")
+    if len(uris) == 1:
+        return provider_from_uri(uris[0])
+    from vault.keys.migrating import MigratingKeyProvider
+
+    return MigratingKeyProvider(
+        provider_from_uri(uris[0]), [provider_from_uri(uri) for uri in uris[1:]]
+    )
 
 
 def create_master_key(uri: str) -> None:
