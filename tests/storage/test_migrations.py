@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,5 +106,46 @@ def test_sqlite_pragmas_hold_on_every_pooled_connection(tmp_path: Path) -> None:
         finally:
             first.close()
             second.close()
+    finally:
+        engine.dispose()
+
+
+UPGRADERS = 4
+_UPGRADE = """
+import sys
+from vault.storage import migrate
+from vault.storage.database import Store
+store = Store(sys.argv[1])
+try:
+    migrate.upgrade(store)
+finally:
+    store.dispose()
+print("upgraded")
+"""
+
+
+def test_replicas_upgrading_one_fresh_database_at_once_all_succeed(
+    fresh_database_url: str,
+) -> None:
+    """Without a shared lock, replicas starting together raced on the same DDL and two of
+    three died with UniqueViolation; each upgrade now waits for the one before it."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _UPGRADE, fresh_database_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(UPGRADERS)
+    ]
+    results = [process.communicate(timeout=120) for process in processes]
+    failures = [
+        err for process, (_, err) in zip(processes, results, strict=True) if process.returncode
+    ]
+    assert failures == []
+    assert all(out.strip() == "upgraded" for out, _ in results)
+    engine = make_engine(fresh_database_url)
+    try:
+        assert migrate.current(engine) == migrate.head()
     finally:
         engine.dispose()
