@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -259,3 +260,44 @@ def test_the_replicas_share_one_database_and_one_set_of_keys(
     seen = read_everything(first, subject, token)
     assert seen["detokenized"] == STRIPE_TOKEN
     assert Path(first.data_dir) != Path(second.data_dir)
+
+
+def test_three_replicas_started_together_on_a_fresh_database_all_serve(
+    tmp_path: Path, start_vault_server: type[VaultServer], run_vault: Callable[..., object]
+) -> None:
+    """A rolling deploy's first wave: three replicas, one key set, a database nobody migrated."""
+    database_url = new_postgres_database()
+    source = tmp_path / "source"
+    init = run_vault("init", "--data-dir", str(source))
+    assert init.returncode == 0  # type: ignore[attr-defined]
+    dirs = []
+    for name in ("a", "b", "c"):
+        replica = tmp_path / name
+        replica.mkdir(mode=0o700)
+        for shared in SHARED_FILES:
+            shutil.copy2(source / shared, replica / shared)
+        shutil.copytree(source / "tls", replica / "tls")
+        dirs.append(replica)
+    servers: list[VaultServer] = []
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            starting = [
+                pool.submit(start_vault_server, d, database_url=database_url, init=False)
+                for d in dirs
+            ]
+            servers = [s.result() for s in starting]
+        subject = f"rep-{uuid.uuid4()}"
+        servers[0].client("registration").vault.PutField(
+            pb.PutFieldRequest(subject_id=subject, field="phone", value=phone(PHONE)), timeout=30
+        )
+        for server in servers:
+            answer = server.client("registration").vault.GetField(
+                pb.GetFieldRequest(subject_id=subject, field="phone", view=pb.VIEW_MASKED),
+                timeout=30,
+            )
+            assert answer.view.masked.endswith("55")
+    finally:
+        codes = [(server.stop(), server.output) for server in servers]
+        drop_postgres_database(database_url)
+    for code, output in codes:
+        assert code == 0, output
