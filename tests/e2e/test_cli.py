@@ -232,3 +232,32 @@ def test_an_old_variable_name_still_works_and_says_its_new_name(
     assert f"policy:  {data_dir / 'policy.toml'}" in done.stdout
     warning = "VAULT_DATA_DIR is deprecated; set PII_VAULT_DATA_DIR instead"
     assert done.stderr.count(warning) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrate_reports_a_schema_that_is_behind_and_brings_it_up_to_date(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        request.getfixturevalue("postgres_url")
+        if backend == "postgres"
+        else f"sqlite:///{tmp_path / 'fresh.db'}"
+    )
+
+    def migrate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            vault_command("migrate", "--data-dir", str(tmp_path), "--database-url", url, *extra),
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=120,
+            check=False,
+        )
+
+    behind = migrate("--check")
+    assert behind.returncode == 1, behind.stderr
+    assert "data store: schema empty" in behind.stdout
+    done = migrate()
+    assert done.returncode == 0, done.stderr
+    assert migrate("--check").returncode == 0
+    assert "empty" not in done.stdout

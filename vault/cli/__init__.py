@@ -33,11 +33,12 @@ COMMANDS: dict[str, Command] = {
     "receipts": operator_commands.run_receipts,
     "policy": operator_commands.run_policy,
     "retention": operator_commands.run_retention,
+    "migrate": operator_commands.run_migrate,
     **dict.fromkeys(CLIENT_COMMANDS, run_client),
 }
 
 # Commands that write keyring, keys and database files: for this user's eyes only.
-PRIVATE_FILE_COMMANDS = frozenset({"init", "serve", "retention"})
+PRIVATE_FILE_COMMANDS = frozenset({"init", "serve", "retention", "migrate"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

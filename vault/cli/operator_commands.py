@@ -129,6 +129,38 @@ def run_receipts(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_migrate(args: argparse.Namespace) -> int:
+    """``migrate``: upgrade the schema (replica-safe), or with ``--check`` report it; exit 1
+    when it is behind."""
+    from vault import config
+    from vault.storage import migrate
+    from vault.storage.database import Store
+
+    settings = config.from_env(
+        {
+            "data_dir": args.data_dir,
+            "database_url": args.database_url,
+            "key_database_url": args.key_database_url,
+        }
+    )
+    store = Store(settings.effective_database_url, settings.effective_key_database_url)
+    try:
+        engines = {"data store": store.data_engine}
+        if store.split:
+            engines["key store"] = store.key_engine
+        head = migrate.head()
+        if not args.check:
+            migrate.upgrade(store)
+        behind = False
+        for name, engine in engines.items():
+            at = migrate.current(engine)
+            behind = behind or at != head
+            print(f"{name}: schema {at or 'empty'} (newest {head})")
+    finally:
+        store.dispose()
+    return 1 if behind else 0
+
+
 def run_retention(args: argparse.Namespace) -> int:
     """``retention run``: apply the rules now, with a progress bar; exit 1 if any item failed."""
     from vault import config

@@ -131,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the kind of document expected (default: a receipt or an export)",
     )
 
+    schema = commands.add_parser(
+        "migrate", help="bring the database schema up to date (what every start does)"
+    )
+    _add_data_dir(schema)
+    schema.add_argument("--database-url", help="SQLAlchemy URL of the data store")
+    schema.add_argument("--key-database-url", help="separate database for wrapped keys")
+    schema.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when the schema is behind"
+    )
+
     retention = commands.add_parser("retention", help="apply the retention rules")
     retention_commands = retention.add_subparsers(dest="retention_command", required=True)
     sweep = retention_commands.add_parser(
