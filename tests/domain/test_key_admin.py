@@ -21,6 +21,7 @@ from vault.audit.log import AuditLog
 from vault.audit.records import AuditRecord
 from vault.bootstrap.app import PolicyHolder, load_index_keys
 from vault.crypto.envelope import subject_key_context
+from vault.domain.carried_keys import CarriedChainKey, carry_audit_key
 from vault.domain.key_admin import KeyAdmin
 from vault.domain.vault import Vault
 from vault.errors import DataLoss, InvalidArgument, PermissionDenied, Unavailable
@@ -334,3 +335,21 @@ def test_writes_during_a_rewrap_never_end_up_under_a_retired_version(
     for subject in ["before-0", "before-9", *written]:
         view = reader.vault.get_field("privacy-desk", subject, "phone", "plaintext", "dsar")
         assert view.value is not None
+
+
+def test_the_carried_audit_key_is_counted_rewrapped_and_never_retired_from_under(
+    h: Harness,
+) -> None:
+    put_subjects(h, 2)
+    chain_key = h.audit.open_chain()
+    assert carry_audit_key(h.store, chain_key, h.provider, NOW)
+    assert not carry_audit_key(h.store, b"x" * 32, h.provider, NOW)  # carried once
+    assert status(h) == [(1, "current", 2 + INDEX_KEYS + 1)]
+    h.admin.rotate("admin")
+    job = h.admin.rewrap("admin", batch_size=100)
+    assert list(job)[-1] == (2 + INDEX_KEYS + 1, 2 + INDEX_KEYS + 1)
+    assert [i.version for i in job.retired] == [1]
+    assert status(h) == [(1, "retired", 0), (2, "current", 2 + INDEX_KEYS + 1)]
+    # The chain key a fresh process opens is still the carried one.
+    carried = CarriedChainKey(h.store, LocalKeyProvider(h.keyring))
+    assert carried.audit_key() == chain_key

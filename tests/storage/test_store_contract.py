@@ -17,7 +17,13 @@ from sqlalchemy.exc import IntegrityError
 
 from vault.audit import chain as audit_chain
 from vault.audit.records import AuditRecord
-from vault.domain.records import IdempotencyRecord, IndexKeyMaterial, StoredField, SubjectState
+from vault.domain.records import (
+    CarriedKeyMaterial,
+    IdempotencyRecord,
+    IndexKeyMaterial,
+    StoredField,
+    SubjectState,
+)
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage import migrate
@@ -467,6 +473,9 @@ def test_split_store_keeps_keys_and_data_apart(split_store: Store) -> None:
         )
         tx.index_keys.insert_index_key(
             IndexKeyMaterial("phone", "ik", WrappedKey("k", 1, b"w")), NOW
+        )
+        tx.carried_keys.insert_carried_key(
+            CarriedKeyMaterial("audit-chain", "ck", WrappedKey("k", 1, b"w")), NOW
         )
     with split_store.data_engine.connect() as data, split_store.key_engine.connect() as keys:
         for table in KEY_TABLES:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vault.audit.log import AuditLog
 from vault.bootstrap.pki import TlsPaths, create_dev_pki
+from vault.bootstrap.provider_file import follower_for
 from vault.bootstrap.seal import open_keys
 from vault.config import KEY_PROVIDER_FILE, Settings
 from vault.crypto.blind_index import BlindIndexer
@@ -30,6 +31,7 @@ from vault.crypto.envelope import index_key_context, new_key
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
 from vault.crypto.tokens import new_id
 from vault.domain.audit_reader import AuditReader
+from vault.domain.carried_keys import CarriedChainKey
 from vault.domain.key_admin import (
     ROTATION_OFF,
     KeyAdmin,
@@ -46,7 +48,14 @@ from vault.keys.cache import CacheLimits
 from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.provider import KeyProvider, MasterKeyState
 from vault.keys.signing import ProviderSigningKey, create_signing_key
-from vault.keys.uri import create_master_key, local_keyring_path, provider_from_uri, scheme_of
+from vault.keys.switchable import SwitchableKeyProvider
+from vault.keys.uri import (
+    create_master_key,
+    local_keyring_path,
+    provider_from_uri,
+    provider_from_uris,
+    scheme_of,
+)
 from vault.policy import DEFAULT_POLICY_TOML, Policy
 from vault.storage import migrate
 from vault.storage.database import Store, retry_on_write_conflict
@@ -290,17 +299,21 @@ def build_app(
         threads=settings.threads,
     )
     migrate.upgrade(store)
+    # One switchable provider for everything, following DIR/key-provider (keys migrate).
+    follow = follower_for(settings)
+    uris = follow.uris if follow else settings.effective_key_providers
+    provider: SwitchableKeyProvider | None = None
     if start_sealed:
-        provider, indexer = open_keys(
-            settings.effective_key_provider, lambda opened: load_index_keys(store, opened)
-        )
+        opened, indexer = open_keys(uris, lambda p: load_index_keys(store, provider or p))
     else:
-        provider = provider_from_uri(settings.effective_key_provider)
-        indexer = load_index_keys(store, provider)
+        opened = provider_from_uris(uris)
+        indexer = load_index_keys(store, opened)
+    provider = SwitchableKeyProvider(opened, follow)
     keys = KeyHierarchy(provider, subject_limits=subject_cache, data_limits=data_cache)
     schedule = rotation_schedule_for(settings)
     policy = PolicyHolder(settings.effective_policy_path)
-    audit = AuditLog(store, utc_now, chain_key=provider, sink=_audit_sink(settings.audit_jsonl))
+    chain_key = CarriedChainKey(store, provider)  # carried across a migration, else the provider's
+    audit = AuditLog(store, utc_now, chain_key=chain_key, sink=_audit_sink(settings.audit_jsonl))
     with contextlib.suppress(Unavailable):  # sealed: the first append after unsealing does it
         audit.open_chain()  # an unkeyed chain from before schema 0006 is re-chained now
     # Every RPC thread may be in a hot read at once: the pool is sized for all of them.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from grpc_health.v1 import health_pb2
@@ -39,7 +39,7 @@ from vault.keys.deferred import DeferredKeyProvider
 from vault.keys.hierarchy import KeyHierarchy
 from vault.keys.local import KeyringError
 from vault.keys.provider import KeyProvider
-from vault.keys.uri import provider_from_uri
+from vault.keys.uri import provider_from_uris
 
 log = logging.getLogger("vault.seal")
 
@@ -155,6 +155,10 @@ class SealWatcher(threading.Thread):
     def check_once(self) -> bool:
         """Check the provider once and seal or unseal to match; returns ``sealed``."""
         try:
+            # A switchable provider follows DIR/key-provider (a key migration).
+            refresh = getattr(self._provider, "refresh", None)
+            if callable(refresh):
+                refresh()
             self._provider.check()
             if self.seal.sealed:
                 # The keyring may have been replaced while we were sealed.
@@ -235,9 +239,10 @@ class DeferredIndexer(BlindIndexer):
 
 
 def open_keys(
-    uri: str, load_indexer: Callable[[KeyProvider], BlindIndexer]
+    uri: str | Sequence[str], load_indexer: Callable[[KeyProvider], BlindIndexer]
 ) -> tuple[KeyProvider, BlindIndexer]:
-    """The key provider at ``uri`` and the blind indexer, or stand-ins if it cannot open now.
+    """The key provider at ``uri`` (or ``uris``, ``provider_from_uris``) and the blind
+    indexer, or stand-ins if it cannot open now.
 
     A keyring that is missing or unusable at start-up gives a
     ``DeferredKeyProvider`` and a ``DeferredIndexer``, so the server starts
@@ -249,7 +254,7 @@ def open_keys(
 
     def open_provider() -> KeyProvider:
         try:
-            return provider_from_uri(uri)
+            return provider_from_uris([uri] if isinstance(uri, str) else uri)
         except KeyringError as error:
             raise Unavailable(str(error)) from None
 

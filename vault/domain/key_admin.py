@@ -40,6 +40,7 @@ from vault.audit.log import AuditLog
 from vault.audit.records import AuditAction, AuditOutcome
 from vault.crypto.envelope import index_key_context, subject_key_context
 from vault.domain.authorization import require
+from vault.domain.carried_keys import carried_key_context
 from vault.domain.ports import Store
 from vault.domain.rate_limit import RateLimiter
 from vault.domain.rotation_schedule import DEFAULT_ROTATION_PERIOD as DEFAULT_ROTATION_PERIOD
@@ -152,7 +153,7 @@ class KeyAdmin:
 
     # -- RewrapKeys -----------------------------------------------------------------
     def rewrap(self, caller: str, batch_size: int = 0) -> RewrapJob:
-        """Rewrap every subject and index key under the current version, batch by batch.
+        """Rewrap every subject, index and carried key under the current version, in batches.
 
         Checks run now; the work runs as the job is iterated. Each batch is
         one write transaction, so an interrupted rewrap leaves every key
@@ -340,6 +341,16 @@ class KeyAdmin:
                 break
             after = index[-1].key_id
             done += len(index)
+            progress[0] = done
+            yield done, max(total, done)
+        with self._store.write() as tx:  # the carried audit-chain key, like an index key
+            carried = tx.rotation.carried_keys_to_rewrap(kek_id, current)
+            for c in carried:
+                context = carried_key_context(c.name, c.key_id)
+                new = provider.wrap(provider.unwrap(c.wrapped, context), context)
+                tx.rotation.rewrap_carried_key(c.name, c.wrapped, new)
+        if carried:
+            done += len(carried)
             progress[0] = done
             yield done, max(total, done)
         self._audit.record(

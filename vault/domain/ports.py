@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 from vault.audit.chain import AuditChainRows
 from vault.audit.records import AuditRecord, ChainedEvent
 from vault.domain.records import (
+    CarriedKeyMaterial,
     IdempotencyRecord,
     IndexKeyMaterial,
     KekUse,
@@ -278,8 +279,16 @@ class RotationRepository(Protocol):
         """As ``rewrap_subject_key``, for a blind-index key."""
         ...
 
+    def carried_keys_to_rewrap(self, kek_id: str, kek_version: int) -> list[CarriedKeyMaterial]:
+        """Carried keys (a handful at most) not under ``kek_id`` v``kek_version``."""
+        ...
+
+    def rewrap_carried_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """As ``rewrap_subject_key``, for a carried key."""
+        ...
+
     def count_keys_by_kek_version(self) -> list[KekUse]:
-        """Stored subject and index keys per (master key, version), in version order."""
+        """Stored subject, index and carried keys per (master key, version), in version order."""
         ...
 
     def hold_key_writes(self) -> None:
@@ -335,6 +344,16 @@ class AuditEventRepository(AuditChainRows, Protocol):
     ) -> list[ChainedEvent]: ...
 
 
+class CarriedKeyRepository(Protocol):
+    """The ``carried_keys`` table on the key store connection (``vault.domain.carried_keys``)."""
+
+    def carried_key(self, name: str) -> CarriedKeyMaterial | None: ...
+
+    def insert_carried_key(self, material: CarriedKeyMaterial, now: datetime) -> bool:
+        """Insert unless a key of that name exists; returns whether it inserted."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction across the data store and the key store."""
 
@@ -356,6 +375,8 @@ class UnitOfWork(Protocol):
     def retention(self) -> RetentionQueryRepository: ...
     @property
     def rotation(self) -> RotationRepository: ...
+    @property
+    def carried_keys(self) -> CarriedKeyRepository: ...
     @property
     def consent(self) -> ConsentRepository: ...
     @property

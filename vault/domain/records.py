@@ -92,7 +92,21 @@ class KekUse:
     kek_version: int
     subject_keys: int
     index_keys: int
+    carried_keys: int = 0
 
     @property
     def keys(self) -> int:
-        return self.subject_keys + self.index_keys
+        return self.subject_keys + self.index_keys + self.carried_keys
+
+
+@dataclass(frozen=True)
+class CarriedKeyMaterial:
+    """A key the vault carries across a key-provider migration, wrapped by the master key.
+
+    The one there is: the audit chain's key (``name`` ``audit-chain``), which
+    would otherwise change with the provider (``vault.domain.carried_keys``).
+    """
+
+    name: str
+    key_id: str
+    wrapped: WrappedKey

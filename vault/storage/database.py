@@ -31,6 +31,7 @@ from vault.domain.ports import WriteConflictError as WriteConflictError
 from vault.domain.ports import retry_on_write_conflict as retry_on_write_conflict
 from vault.errors import DataLoss, Unavailable, VaultError
 from vault.storage.audit_events import AuditEventRows
+from vault.storage.carried_keys import CarriedKeyRows
 from vault.storage.consent import ConsentRows
 from vault.storage.fields import FieldRows
 from vault.storage.idempotency import IdempotencyRows
@@ -173,6 +174,10 @@ class Tx:
     @cached_property
     def rotation(self) -> RotationRows:
         return RotationRows(self.keys)
+
+    @cached_property
+    def carried_keys(self) -> CarriedKeyRows:
+        return CarriedKeyRows(self.keys)
 
     @cached_property
     def consent(self) -> ConsentRows:

@@ -79,6 +79,20 @@ class IndexKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class CarriedKeyRow(Base):
+    """A key carried across a key-provider migration (the audit chain's), wrapped by the
+    master key; one row per name (schema 0007, ``vault.domain.carried_keys``)."""
+
+    __tablename__ = "carried_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LEN))
+    kek_id: Mapped[str] = mapped_column(String(64))
+    kek_version: Mapped[int] = mapped_column(Integer)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 # -- data tables --------------------------------------------------------------
 class SubjectRow(Base):
     """A subject's state; a shredded subject stays as a tombstone."""
@@ -232,7 +246,7 @@ class AuditHeadRow(Base):
     scheme: Mapped[str] = mapped_column(String(16), server_default="sha256")
 
 
-KEY_TABLES = ("subject_keys", "data_keys", "index_keys")
+KEY_TABLES = ("subject_keys", "data_keys", "index_keys", "carried_keys")
 DATA_TABLES = (
     "subjects",
     "fields",

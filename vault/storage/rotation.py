@@ -6,14 +6,17 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, func, or_, select, update
 
-from vault.domain.records import IndexKeyMaterial, KekUse
+from vault.domain.records import CarriedKeyMaterial, IndexKeyMaterial, KekUse
 from vault.keys.hierarchy import SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
+from vault.storage.carried_keys import carried_key_material
 from vault.storage.keys import subject_key_material
-from vault.storage.models import IndexKeyRow, SubjectKeyRow
+from vault.storage.models import CarriedKeyRow, IndexKeyRow, SubjectKeyRow
 
 _subject_keys = cast(Table, SubjectKeyRow.__table__)
 _index_keys = cast(Table, IndexKeyRow.__table__)
+_carried_keys = cast(Table, CarriedKeyRow.__table__)
+_WRAPPED_KEY_TABLES = (_subject_keys, _index_keys, _carried_keys)
 
 
 def _not_under(table: Table, kek_id: str, kek_version: int) -> Any:
@@ -31,9 +34,9 @@ class RotationRows:
         self._conn = conn
 
     def count_keys_to_rewrap(self, kek_id: str, kek_version: int) -> int:
-        """Subject and index keys wrapped under anything but ``kek_id`` v``kek_version``."""
+        """Subject, index and carried keys under anything but ``kek_id`` v``kek_version``."""
         total = 0
-        for table in (_subject_keys, _index_keys):
+        for table in _WRAPPED_KEY_TABLES:
             total += self._conn.execute(
                 select(func.count())
                 .select_from(table)
@@ -113,20 +116,43 @@ class RotationRows:
         )
         return result.rowcount == 1
 
+    def carried_keys_to_rewrap(self, kek_id: str, kek_version: int) -> list[CarriedKeyMaterial]:
+        """Carried keys (a handful at most) not under ``kek_id`` v``kek_version``, by name."""
+        rows = self._conn.execute(
+            select(_carried_keys)
+            .where(_not_under(_carried_keys, kek_id, kek_version))
+            .order_by(_carried_keys.c.name)
+        )
+        return [carried_key_material(row) for row in rows]
+
+    def rewrap_carried_key(self, name: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """As ``rewrap_subject_key``, for a carried key."""
+        result = self._conn.execute(
+            update(_carried_keys)
+            .where(
+                _carried_keys.c.name == name,
+                _carried_keys.c.kek_id == old.kek_id,
+                _carried_keys.c.kek_version == old.kek_version,
+                _carried_keys.c.wrapped == old.ciphertext,
+            )
+            .values(kek_id=new.kek_id, kek_version=new.kek_version, wrapped=new.ciphertext)
+        )
+        return result.rowcount == 1
+
     def count_keys_by_kek_version(self) -> list[KekUse]:
-        """Stored subject and index keys per (master key, version), in version order."""
+        """Stored subject, index and carried keys per (master key, version), in version order."""
         counts: dict[tuple[str, int], list[int]] = {}
-        for slot, table in enumerate((_subject_keys, _index_keys)):
+        for slot, table in enumerate(_WRAPPED_KEY_TABLES):
             rows = self._conn.execute(
                 select(table.c.kek_id, table.c.kek_version, func.count()).group_by(
                     table.c.kek_id, table.c.kek_version
                 )
             )
             for kek_id, kek_version, count in rows:
-                counts.setdefault((kek_id, kek_version), [0, 0])[slot] = count
+                counts.setdefault((kek_id, kek_version), [0, 0, 0])[slot] = count
         return [
-            KekUse(kek_id, version, subject, index)
-            for (kek_id, version), (subject, index) in sorted(
+            KekUse(kek_id, version, subject, index, carried)
+            for (kek_id, version), (subject, index, carried) in sorted(
                 counts.items(), key=lambda i: i[0][::-1]
             )
         ]
@@ -140,7 +166,9 @@ class RotationRows:
         other writer.
         """
         if self._conn.dialect.name == "postgresql":
-            self._conn.exec_driver_sql("LOCK TABLE subject_keys, index_keys IN SHARE MODE")
+            self._conn.exec_driver_sql(
+                "LOCK TABLE subject_keys, index_keys, carried_keys IN SHARE MODE"
+            )
 
     def lock_key_rotation(self) -> None:
         """Until this transaction ends, no other replica may rotate or retire a master key.
