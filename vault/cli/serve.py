@@ -45,6 +45,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from vault.transport.server import (
         SERVICE_NAMES,
         ServerOptions,
+        ServingGate,
         TlsFiles,
         build_server,
         serve_until_signalled,
@@ -75,6 +76,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # Leaving the block closes the app: buffered masked-read events land before exit.
     with build_app(settings, start_sealed=True) as app:
         watcher = start_sealed_if_unusable(app.keys, settings.seal_check_interval)
+        gate = ServingGate(watcher.seal)
         server, port, health = build_server(
             app.vault,
             app.shredder,
@@ -87,7 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
             ),
             key_admin=app.key_admin,
             audit_reader=app.audit_reader,
-            seal=watcher.seal,
+            seal=gate,
             on_auth_failure=lambda method, reason: app.audit.record(
                 "", method, outcome="denied", status_code="UNAUTHENTICATED", detail=reason
             ),
@@ -100,7 +102,13 @@ def run_serve(args: argparse.Namespace) -> int:
         log.info("pii-vault serving on %s:%d (%s)", host, port, mode)
         print(f"listening on {host}:{port}", flush=True)
         maintenance = start_maintenance(app, rules, settings.retention_interval)
-        serve_until_signalled(server, health, settings.grace_seconds)
+        serve_until_signalled(
+            server,
+            health,
+            settings.grace_seconds,
+            drain_delay=settings.drain_delay,
+            gate=gate,
+        )
         watcher.stop(settings.grace_seconds)
         if maintenance is not None:
             maintenance.stop(settings.grace_seconds)

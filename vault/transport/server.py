@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from vault.transport.servicer import (
     AuthFailureHook,
     KeyAdminServicer,
     SealState,
+    ServingGate,
     VaultServicer,
 )
 from vault.v1 import vault_pb2
@@ -155,12 +157,26 @@ def build_server(
 
 
 SIGNAL_POLL_SECONDS = 0.2
+DRAIN_SETTLE_SECONDS = 0.2
 
 
 def serve_until_signalled(
-    server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float
+    server: grpc.Server,
+    health_servicer: health.HealthServicer,
+    grace_seconds: float,
+    *,
+    drain_delay: float = 0.0,
+    gate: ServingGate | None = None,
 ) -> None:
-    """Block until SIGTERM/SIGINT, then stop taking calls and drain in-flight ones."""
+    """Block until SIGTERM/SIGINT, then drain: the shutdown every load balancer expects.
+
+    1. Health turns NOT_SERVING at once, for every service name.
+    2. For ``drain_delay`` seconds the server goes on serving as before, so
+       that load balancers and clients watching health move away first.
+    3. ``gate`` starts refusing new calls UNAVAILABLE (retriable), not
+       CANCELLED.
+    4. The port closes; calls in flight get ``grace_seconds`` to finish.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -177,4 +193,10 @@ def serve_until_signalled(
     while not stop.wait(SIGNAL_POLL_SECONDS):
         pass
     health_servicer.enter_graceful_shutdown()
+    if drain_delay > 0:
+        time.sleep(drain_delay)
+    if gate is not None:
+        gate.draining = True
+        # Calls that were queued behind busy threads start now and are answered at once.
+        time.sleep(DRAIN_SETTLE_SECONDS)
     server.stop(grace_seconds).wait()
