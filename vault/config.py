@@ -58,8 +58,19 @@ def _setting(
 
 
 # Where ``pii-vault init --key-provider URI`` records the URI, so that ``serve``
-# and the operator commands find the master key without being told again.
+# and the operator commands find the master key without being told again. One URI
+# a line: the first wraps new keys; any further ones are still read from while
+# ``pii-vault keys migrate`` moves keys off them (``vault.keys.migrating``).
 KEY_PROVIDER_FILE = "key-provider"
+
+
+def read_key_provider_file(data_dir: Path) -> list[str]:
+    """The URIs in ``DIR/key-provider``, first the one that wraps; [] without the file."""
+    try:
+        text = (data_dir / KEY_PROVIDER_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class Settings(BaseSettings):
@@ -188,13 +199,19 @@ class Settings(BaseSettings):
     @property
     def effective_key_provider(self) -> str:
         """The setting; else the URI ``init --key-provider`` wrote; else the local keyring."""
+        return self.effective_key_providers[0]
+
+    @property
+    def effective_key_providers(self) -> list[str]:
+        """The setting alone; else ``DIR/key-provider``'s lines; else the local keyring.
+
+        More than one while a key migration is under way: the first wraps new
+        keys, the others are still read from (``provider_from_uris``).
+        """
         if self.key_provider:
-            return self.key_provider
-        try:
-            written = (self.data_dir / KEY_PROVIDER_FILE).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            written = ""
-        return written or f"local://{(self.data_dir / 'keyring.json').resolve()}"
+            return [self.key_provider]
+        written = read_key_provider_file(self.data_dir)
+        return written or [f"local://{(self.data_dir / 'keyring.json').resolve()}"]
 
     @property
     def effective_policy_path(self) -> Path:
