@@ -45,11 +45,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from vault.transport.server import (
         SERVICE_NAMES,
         ServerOptions,
-        ServingGate,
         TlsFiles,
         build_server,
         serve_until_signalled,
     )
+    from vault.transport.servicer import ServingGate
 
     settings = config.from_env({name: getattr(args, name, None) for name in SERVE_SETTINGS})
     if settings.seal_check_interval <= 0:
