@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from vault.cli import operator_commands
+from vault.cli import key_commands, operator_commands
 from vault.cli.client_commands import CLIENT_COMMANDS, run_client
 from vault.cli.parser import build_parser
 from vault.cli.serve import reload_policy as _reload_policy
@@ -35,6 +35,9 @@ COMMANDS: dict[str, Command] = {
     "retention": operator_commands.run_retention,
     "migrate": operator_commands.run_migrate,
     **dict.fromkeys(CLIENT_COMMANDS, run_client),
+    "keys": lambda args: (
+        key_commands.run_migrate(args) if args.keys_command == "migrate" else run_client(args)
+    ),
 }
 
 # Commands that write keyring, keys and database files: for this user's eyes only.

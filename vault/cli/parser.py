@@ -217,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client(rewrap)
     rewrap.add_argument("--batch-size", type=int, default=0, help="keys per transaction")
     _add_client(key_commands.add_parser("status", help="master key versions and their use"))
+    migrate = key_commands.add_parser(
+        "migrate",
+        help="move every wrapped key to another key provider while servers serve, then destroy"
+        " the old master key (resumable; no server needed)",
+    )
+    _add_data_dir(migrate)
+    migrate.add_argument("--to", required=True, help="the new provider's URI")
+    migrate.add_argument("--batch", type=int, default=200, help="keys per transaction")
+    migrate.add_argument("--database-url", help="SQLAlchemy URL of the data store")
+    migrate.add_argument("--key-database-url", help="separate database for wrapped keys")
 
     policy = commands.add_parser("policy", help="inspect the access policy (no server needed)")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
