@@ -127,7 +127,17 @@ class Settings(BaseSettings):
         " calls UNAVAILABLE (time for load balancers to move away; 5 behind most)",
     )
     grace_seconds: float = _setting(
-        10.0, "seconds calls in flight get to finish once the port closes on SIGTERM"
+        10.0,
+        "seconds calls in flight get to finish once the port closes on SIGTERM, and on a"
+        " connection past its maximum age",
+    )
+    max_connection_age: float = _setting(
+        300.0,
+        "seconds after which a client connection is closed (GOAWAY) so clients reconnect"
+        " and load balancing spreads them again; 0: never",
+    )
+    keepalive: float = _setting(
+        60.0, "seconds between pings on an idle connection, to find peers that are gone"
     )
     receipt_key_path: Path | None = _setting(
         None,

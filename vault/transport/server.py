@@ -64,6 +64,35 @@ class ServerOptions:
     max_value_bytes: int = 16 * 1024
     max_concurrent_rpcs: int = 256
     reuse_port: bool = False
+    # HTTP/2 connections are closed (GOAWAY, then the grace for calls on them)
+    # after this age, so clients reconnect and a load balancer spreads them
+    # again over the replicas it has now; 0: never.
+    max_connection_age: float = 300.0
+    max_connection_age_grace: float = 30.0
+    # Pings on idle connections find dead peers behind NAT and load balancers.
+    keepalive: float = 60.0
+    keepalive_timeout: float = 20.0
+
+
+def _connection_options(options: ServerOptions) -> list[tuple[str, int]]:
+    """gRPC core's channel arguments for the connection lifetimes ``options`` ask for."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    found = [
+        ("grpc.keepalive_time_ms", ms(options.keepalive)),
+        ("grpc.keepalive_timeout_ms", ms(options.keepalive_timeout)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Clients may ping as often as every 10 s without being told off (too_many_pings).
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+    if options.max_connection_age > 0:
+        found += [
+            ("grpc.max_connection_age_ms", ms(options.max_connection_age)),
+            ("grpc.max_connection_age_grace_ms", ms(options.max_connection_age_grace)),
+        ]
+    return found
 
 
 def is_loopback(listen: str) -> bool:
@@ -107,6 +136,7 @@ def build_server(
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", 16 * options.max_message_bytes),
             ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+            *_connection_options(options),
         ],
     )
     servicers = (
