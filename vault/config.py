@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         "seconds after which a client connection is closed (GOAWAY) so clients reconnect"
         " and load balancing spreads them again; 0: never",
     )
+    metrics_listen: str = _setting(
+        "",
+        "HOST:PORT of a plain-HTTP Prometheus /metrics endpoint (e.g. 127.0.0.1:9464);"
+        " empty: none",
+    )
     keepalive: float = _setting(
         60.0, "seconds between pings on an idle connection, to find peers that are gone"
     )

@@ -40,6 +40,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from vault import config
     from vault.bootstrap.app import build_app, init_data_dir, is_initialised
     from vault.bootstrap.maintenance import load_retention, start_maintenance
+    from vault.bootstrap.metrics import Metrics, RpcMetrics, watch_app_state
     from vault.bootstrap.pki import TlsPaths
     from vault.bootstrap.seal import start_sealed_if_unusable
     from vault.transport.server import (
@@ -77,6 +78,13 @@ def run_serve(args: argparse.Namespace) -> int:
     with build_app(settings, start_sealed=True) as app:
         watcher = start_sealed_if_unusable(app.keys, settings.seal_check_interval)
         gate = ServingGate(watcher.seal)
+        interceptors = []
+        if settings.metrics_listen:
+            metrics = Metrics()
+            watch_app_state(metrics, app.audit, app.keys, lambda: gate.sealed)
+            metrics.serve(settings.metrics_listen)
+            interceptors.append(RpcMetrics(metrics))
+            log.info("metrics on http://%s/metrics", settings.metrics_listen)
         server, port, health = build_server(
             app.vault,
             app.shredder,
@@ -97,6 +105,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 "", method, outcome="denied", status_code="UNAUTHENTICATED", detail=reason
             ),
             identity=lambda: app.policy().identity,
+            interceptors=interceptors,
         )
         watcher.start_watching(health, ("", *SERVICE_NAMES))
         signal.signal(signal.SIGHUP, lambda *_: reload_policy(app.policy))

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +115,7 @@ def build_server(
     seal: SealState = NEVER_SEALED,
     on_auth_failure: AuthFailureHook | None = None,
     identity: Callable[[], IdentityRules] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; returns it, the bound port and the health servicer.
 
@@ -132,6 +133,7 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
+        interceptors=list(interceptors),
         options=[
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", 16 * options.max_message_bytes),
