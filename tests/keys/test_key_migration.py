@@ -171,7 +171,7 @@ def test_the_command_refuses_a_provider_set_by_the_variable(
 def test_a_migration_killed_with_sigkill_finishes_when_run_again(
     tmp_path: Path, target: str
 ) -> None:
-    count = 150
+    count = 120
     data_dir = tmp_path / "vault"
     populate(data_dir, count)
     env = dict(os.environ, PII_VAULT_SEAL_CHECK_INTERVAL="0.05")
@@ -198,3 +198,26 @@ def test_a_migration_killed_with_sigkill_finishes_when_run_again(
         assert kek_ids(app) == {provider_from_uri(target).kek_id}
         assert app.audit.verify().ok
     assert not (data_dir / MIGRATION_FILE).exists()
+
+
+@pytest.mark.usefixtures("fast_seal_checks")
+def test_a_second_migration_moves_the_carried_key_on_and_retires_the_old_versions(
+    data_dir: Path, transit_uri: str, pkcs11_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "migrate", "--to", transit_uri, "--data-dir", str(data_dir)]) == 0
+    transit = provider_from_uri(transit_uri)
+    transit.rotate()  # a second version, so that there is an old one to retire
+    with build_app(Settings(data_dir=data_dir)) as app:
+        chain_key = app.audit.open_chain()
+        app.vault.put_field("registration", "under-v2", "phone", phone(500))
+
+    assert main(["keys", "migrate", "--to", pkcs11_uri, "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"retired 1 old versions of {transit_uri}" in out
+    assert "NOTE: its current version 2 still exists" in out
+    assert [v.state for v in transit.versions()] == ["retired", "active"]
+    with build_app(Settings(data_dir=data_dir)) as app:
+        assert app.audit.open_chain() == chain_key  # the same chain key, carried twice
+        assert app.audit.verify().ok
+        assert kek_ids(app) == {provider_from_uri(pkcs11_uri).kek_id}
+        assert_all_readable(app, SUBJECTS)
