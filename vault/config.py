@@ -175,6 +175,9 @@ class Settings(BaseSettings):
         "", "also write audit events as JSON lines: - for stdout, or a file to append to"
     )
     log_level: str = _setting(DEFAULT_LOG_LEVEL, "log level: DEBUG, INFO, WARNING or ERROR")
+    log_format: str = _setting(
+        "text", "process log format: text, or json (one object a line, with request_id)"
+    )
     reuse_port: bool = _setting(
         False, "set by the --workers supervisor for its worker processes; not for operators"
     )

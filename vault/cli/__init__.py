@@ -44,13 +44,37 @@ COMMANDS: dict[str, Command] = {
 PRIVATE_FILE_COMMANDS = frozenset({"init", "serve", "retention", "migrate"})
 
 
+def _log_handler(log_format: str) -> logging.Handler:
+    """Process logs on stderr: plain text, or one JSON object a line (``PII_VAULT_LOG_FORMAT``).
+
+    JSON lines carry ``time``, ``level``, ``logger``, ``message`` and the
+    ``request_id`` of the call being served (``vault.transport.request_ids``).
+    The audit trail is a stream of its own (``PII_VAULT_AUDIT_JSONL``), never
+    mixed into these.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format.strip().lower() == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        from vault.transport.request_ids import RequestIdFilter
+
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     root = logging.getLogger()
     if not root.handlers:  # as basicConfig: a host that set up logging keeps its own
         # The handler first, so that a deprecated variable's warning is logged like the rest.
-        logging.basicConfig(
-            format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-        )
+        root.addHandler(_log_handler(read_variable("LOG_FORMAT") or "text"))
         root.setLevel(read_variable("LOG_LEVEL") or DEFAULT_LOG_LEVEL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)

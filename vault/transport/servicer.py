@@ -29,6 +29,7 @@ from vault.errors import (
 from vault.policy.identity import CN_IDENTITY, IdentityRules
 from vault.transport import convert
 from vault.transport.identity import caller_from_certificate
+from vault.transport.request_ids import CURRENT_CALL
 from vault.transport.status import abort, abort_internal, status_proto
 from vault.v1 import vault_pb2 as pb
 from vault.v1 import vault_pb2_grpc as pb_grpc
@@ -128,6 +129,7 @@ def rpc(
 ) -> Callable[[S, Req, grpc.ServicerContext], Resp]:
     @functools.wraps(method)
     def handler(self: S, request: Req, context: grpc.ServicerContext) -> Resp:
+        call = CURRENT_CALL.set(context)  # for the request id of any line logged now
         try:
             if self.seal.sealed:  # fail closed: nothing is decrypted while sealed
                 raise _refusal(self.seal)
@@ -143,6 +145,8 @@ def rpc(
             abort(context, error)
         except Exception as exc:  # never a stack trace or a value to the caller
             abort_internal(context, exc, method.__name__)
+        finally:
+            CURRENT_CALL.reset(call)
 
     return handler
 
@@ -297,6 +301,7 @@ def rpc_stream(
 
     @functools.wraps(method)
     def handler(self: S, request: Req, context: grpc.ServicerContext) -> Iterator[Resp]:
+        CURRENT_CALL.set(context)  # a generator: the next call on this thread sets it again
         try:
             if self.seal.sealed:
                 raise _refusal(self.seal)
