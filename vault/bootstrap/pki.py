@@ -37,7 +37,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DEFAULT_CALLERS: tuple[str, ...] = ("registration", "checkout", "deletion", "privacy-desk", "admin")
+# "probe" has no grant in the default policy: its certificate is for health probes.
+DEFAULT_CALLERS: tuple[str, ...] = (
+    "registration",
+    "checkout",
+    "deletion",
+    "privacy-desk",
+    "admin",
+    "probe",
+)
 
 CA_COMMON_NAME = "pii-vault dev CA"
 CLOCK_SKEW = timedelta(minutes=5)

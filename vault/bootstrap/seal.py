@@ -129,6 +129,17 @@ class SealWatcher(threading.Thread):
         self._sealed_at: float | None = None
         self._stop_event = threading.Event()
         self.checks = 0
+        self._database_probe: Callable[[], None] | None = None
+        self.database_ok = True
+
+    def watch_database(self, probe: Callable[[], None]) -> None:
+        """Also ``probe`` the database on every check: readiness, not the seal.
+
+        A database out of reach makes health NOT_SERVING (load balancers move
+        away) but does not seal: the unwrapped keys stay, and the calls
+        themselves answer UNAVAILABLE until it is back.
+        """
+        self._database_probe = probe
 
     def serve_health(self, health: HealthStatus, names: Iterable[str]) -> None:
         """Report through ``health`` from now on, starting with the state as it is."""
@@ -171,7 +182,24 @@ class SealWatcher(threading.Thread):
             self._on_success()
         finally:
             self.checks += 1
+            self._check_database()
         return self.seal.sealed
+
+    def _check_database(self) -> None:
+        if self._database_probe is None:
+            return
+        try:
+            self._database_probe()
+            ok, reason = True, ""
+        except Exception as error:  # a driver error names the host, never a row
+            ok, reason = False, type(error).__name__
+        if ok != self.database_ok:
+            self.database_ok = ok
+            self._set_health()
+            if ok:
+                log.info("database reachable again: ready")
+            else:
+                log.error("database unreachable (%s): not ready", reason)
 
     def _on_failure(self, reason: str) -> None:
         changed = self.seal.seal(reason)  # first, so that no new call gets past
@@ -197,7 +225,7 @@ class SealWatcher(threading.Thread):
             return
         status = (
             health_pb2.HealthCheckResponse.NOT_SERVING
-            if self.seal.sealed
+            if self.seal.sealed or not self.database_ok
             else health_pb2.HealthCheckResponse.SERVING
         )
         for name in self._health_names:

@@ -193,9 +193,15 @@ def consent(client: VaultClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def health(client: VaultClient, _args: argparse.Namespace) -> int:
-    """Exit 0 when the vault answers SERVING, 1 otherwise."""
-    answer = client.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+def health(client: VaultClient, args: argparse.Namespace) -> int:
+    """Exit 0 when the vault answers SERVING for ``--service``, 1 otherwise.
+
+    An exec probe needs only a client certificate the server trusts (health
+    checks no grant): the dev PKI makes ``probe`` for it, with no grant in
+    the policy, so a probe's key opens nothing.
+    """
+    service = getattr(args, "service", "")
+    answer = client.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
     serving = answer.status == health_pb2.HealthCheckResponse.SERVING
     print("SERVING" if serving else "NOT_SERVING")
     return 0 if serving else 1

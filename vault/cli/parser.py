@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", help="exit 0 when the vault answers SERVING")
     _add_client(health)
+    health.add_argument(
+        "--service",
+        default="",
+        help="health name: '' (ready: key provider and database reachable; the default),"
+        " 'liveness' (the process serves), or a service's full name",
+    )
 
     keys = commands.add_parser("keys", help="master keys: rotate, rewrap, status")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -77,6 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # Leaving the block closes the app: buffered masked-read events land before exit.
     with build_app(settings, start_sealed=True) as app:
         watcher = start_sealed_if_unusable(app.keys, settings.seal_check_interval)
+        watcher.watch_database(app.store.ping)
         gate = ServingGate(watcher.seal)
         interceptors = []
         if settings.metrics_listen:

@@ -331,6 +331,12 @@ class Store:
     def engines(self) -> tuple[Engine, ...]:
         return (self.data_engine, self.key_engine) if self.split else (self.data_engine,)
 
+    def ping(self) -> None:
+        """One round trip to every database of the store; raises what the driver raises."""
+        for engine in self.engines():
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+
     def checkpoint(self) -> None:
         """Move SQLite's WAL into the database file and truncate it.
 

@@ -46,6 +46,8 @@ SERVICE_NAMES = (
     vault_pb2.DESCRIPTOR.services_by_name["KeyAdminService"].full_name,
     vault_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
+# The health name a liveness probe asks: SERVING while the process serves at all.
+LIVENESS_SERVICE = "liveness"
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,9 @@ def build_server(
     )
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, status)
+    # Liveness: the process serves. Readiness ("" and the service names) also
+    # needs the key provider and the database (``vault.bootstrap.seal``).
+    health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
