@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -59,7 +60,9 @@ class VaultServer:
         database_url: str | None = None,
         init: bool = True,
         env: dict[str, str] | None = None,
+        max_file_bytes: int | None = None,
     ) -> None:
+        """``max_file_bytes`` caps every file the server writes (RLIMIT_FSIZE): a full disk."""
         self.data_dir = data_dir
         self.database_url = database_url
         self.log_path = data_dir / "server.log"
@@ -79,6 +82,7 @@ class VaultServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**clean_env(), **(env or {})},
+                preexec_fn=None if max_file_bytes is None else _cap_files(max_file_bytes),
             )
         try:
             self.port = self._wait_until_listening()
@@ -130,6 +134,13 @@ class VaultServer:
                 self.process.wait()
                 pytest.fail(f"vault server ignored SIGTERM for {STOP_TIMEOUT}s:\n{self.output}")
         return self.returncode
+
+
+def _cap_files(limit: int) -> Callable[[], None]:
+    def cap() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return cap
 
 
 def _serve(
