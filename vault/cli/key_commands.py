@@ -58,7 +58,8 @@ REFUSE_SETTING = (
     "keys migrate: the key provider is set by --key-provider or PII_VAULT_KEY_PROVIDER, "
     "and servers started that way do not follow DIR/key-provider. Write the current URI "
     "to DIR/key-provider, restart the servers without the setting, then run keys migrate "
-    "again; or migrate with every server stopped and change the setting afterwards."
+    "without it; or stop every server, do the same for this command, and start the servers "
+    "again with the setting naming the new URI."
 )
 
 
