@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from vault.audit.log import AuditLog
 from vault.audit.records import AuditRecord
 from vault.keys.hierarchy import KeyHierarchy
-from vault.keys.provider import KeyProvider, MasterKeyInfo, WrappedKey
+from vault.keys.provider import DelegatingKeyProvider, KeyProvider, WrappedKey
 
 
 class Metrics:
@@ -105,11 +105,11 @@ def watch_app_state(
     keys.provider = MeteredProvider(keys.provider, metrics)
 
 
-class MeteredProvider:
+class MeteredProvider(DelegatingKeyProvider):
     """The key hierarchy's provider, timing and counting wrap and unwrap."""
 
     def __init__(self, inner: KeyProvider, metrics: Metrics) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._metrics = metrics
 
     def _timed(self, operation: str, call: Callable[[], Any]) -> Any:
@@ -125,10 +125,6 @@ class MeteredProvider:
                 time.perf_counter() - started
             )
 
-    @property
-    def kek_id(self) -> str:
-        return str(getattr(self._inner, "kek_id", ""))
-
     def wrap(self, key: bytes, context: bytes) -> WrappedKey:
         wrapped: WrappedKey = self._timed("wrap", lambda: self._inner.wrap(key, context))
         return wrapped
@@ -136,30 +132,6 @@ class MeteredProvider:
     def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
         key: bytes = self._timed("unwrap", lambda: self._inner.unwrap(wrapped, context))
         return key
-
-    def versions(self) -> list[MasterKeyInfo]:
-        return self._inner.versions()
-
-    def current_version(self) -> int:
-        return self._inner.current_version()
-
-    def rotate(self) -> MasterKeyInfo:
-        return self._inner.rotate()
-
-    def retire(self, version: int) -> MasterKeyInfo:
-        return self._inner.retire(version)
-
-    def check(self) -> None:
-        self._inner.check()
-
-    def audit_key(self) -> bytes:
-        return self._inner.audit_key()
-
-    def adopts_unkeyed_audit_chain(self) -> bool:
-        return self._inner.adopts_unkeyed_audit_chain()
-
-    def close_unkeyed_audit_chain(self) -> None:
-        self._inner.close_unkeyed_audit_chain()
 
 
 class RpcMetrics(grpc.ServerInterceptor):

@@ -25,22 +25,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vault.errors import Unavailable
-from vault.keys.provider import KeyProvider, MasterKeyInfo, WrappedKey
+from vault.keys.provider import DelegatingKeyProvider, KeyProvider, WrappedKey
 
 
-class MigratingKeyProvider:
-    """Wraps under ``target``; unwraps under whichever of ``target`` and ``sources`` wrapped."""
+class MigratingKeyProvider(DelegatingKeyProvider):
+    """Wraps under ``target``; unwraps under whichever of ``target`` and ``sources`` wrapped.
+
+    Everything else (versions, rotation, the audit key) is the target's.
+    """
 
     def __init__(self, target: KeyProvider, sources: Sequence[KeyProvider]) -> None:
+        super().__init__(target)
         self.target = target
         self.sources = tuple(sources)
         self._by_kek: dict[str, KeyProvider] = {}
         for provider in (*self.sources[::-1], target):  # the target wins a (bogus) tie
             self._by_kek[provider.kek_id] = provider
-
-    @property
-    def kek_id(self) -> str:
-        return self.target.kek_id
 
     @property
     def source_kek_ids(self) -> frozenset[str]:
@@ -52,37 +52,13 @@ class MigratingKeyProvider:
             if callable(reload):
                 reload()
 
-    def wrap(self, key: bytes, context: bytes) -> WrappedKey:
-        return self.target.wrap(key, context)
-
     def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
         provider = self._by_kek.get(wrapped.kek_id)
         if provider is None:
             raise Unavailable("the key was wrapped by another master key")
         return provider.unwrap(wrapped, context)
 
-    def versions(self) -> list[MasterKeyInfo]:
-        return self.target.versions()
-
-    def current_version(self) -> int:
-        return self.target.current_version()
-
-    def rotate(self) -> MasterKeyInfo:
-        return self.target.rotate()
-
-    def retire(self, version: int) -> MasterKeyInfo:
-        return self.target.retire(version)
-
     def check(self) -> None:
         self.target.check()
         for source in self.sources:
             source.check()
-
-    def audit_key(self) -> bytes:
-        return self.target.audit_key()
-
-    def adopts_unkeyed_audit_chain(self) -> bool:
-        return self.target.adopts_unkeyed_audit_chain()
-
-    def close_unkeyed_audit_chain(self) -> None:
-        self.target.close_unkeyed_audit_chain()

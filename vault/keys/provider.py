@@ -114,3 +114,49 @@ class KeyProvider(Protocol):
 
     def close_unkeyed_audit_chain(self) -> None:
         """From now on an unkeyed chain is tampering, never adopted (idempotent)."""
+
+
+class DelegatingKeyProvider:
+    """Passes every call to the provider in ``_inner``: the base of wrappers that change
+    one thing (``SwitchableKeyProvider`` which provider, ``MeteredProvider`` the timing).
+
+    Each call reads ``_inner`` once, so a wrapper that replaces it never mixes two
+    providers within one call.
+    """
+
+    def __init__(self, inner: KeyProvider) -> None:
+        self._inner = inner
+
+    @property
+    def kek_id(self) -> str:
+        return self._inner.kek_id
+
+    def wrap(self, key: bytes, context: bytes) -> WrappedKey:
+        return self._inner.wrap(key, context)
+
+    def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
+        return self._inner.unwrap(wrapped, context)
+
+    def versions(self) -> list[MasterKeyInfo]:
+        return self._inner.versions()
+
+    def current_version(self) -> int:
+        return self._inner.current_version()
+
+    def rotate(self) -> MasterKeyInfo:
+        return self._inner.rotate()
+
+    def retire(self, version: int) -> MasterKeyInfo:
+        return self._inner.retire(version)
+
+    def check(self) -> None:
+        self._inner.check()
+
+    def audit_key(self) -> bytes:
+        return self._inner.audit_key()
+
+    def adopts_unkeyed_audit_chain(self) -> bool:
+        return self._inner.adopts_unkeyed_audit_chain()
+
+    def close_unkeyed_audit_chain(self) -> None:
+        self._inner.close_unkeyed_audit_chain()

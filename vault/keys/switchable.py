@@ -20,17 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vault.keys.provider import KeyProvider, MasterKeyInfo, WrappedKey
+from vault.keys.provider import DelegatingKeyProvider, KeyProvider
 
 Follow = Callable[[], KeyProvider | None]
 """Returns the provider to switch to, or None while the current one is still right."""
 
 
-class SwitchableKeyProvider:
+class SwitchableKeyProvider(DelegatingKeyProvider):
     """Delegates every call to the provider it holds now; ``switch`` replaces that one."""
 
     def __init__(self, inner: KeyProvider, follow: Follow | None = None) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._follow = follow
         self.switches = 0
 
@@ -56,37 +56,3 @@ class SwitchableKeyProvider:
         reload = getattr(self._inner, "reload", None)
         if callable(reload):
             reload()
-
-    @property
-    def kek_id(self) -> str:
-        return self._inner.kek_id
-
-    def wrap(self, key: bytes, context: bytes) -> WrappedKey:
-        return self._inner.wrap(key, context)
-
-    def unwrap(self, wrapped: WrappedKey, context: bytes) -> bytes:
-        return self._inner.unwrap(wrapped, context)
-
-    def versions(self) -> list[MasterKeyInfo]:
-        return self._inner.versions()
-
-    def current_version(self) -> int:
-        return self._inner.current_version()
-
-    def rotate(self) -> MasterKeyInfo:
-        return self._inner.rotate()
-
-    def retire(self, version: int) -> MasterKeyInfo:
-        return self._inner.retire(version)
-
-    def check(self) -> None:
-        self._inner.check()
-
-    def audit_key(self) -> bytes:
-        return self._inner.audit_key()
-
-    def adopts_unkeyed_audit_chain(self) -> bool:
-        return self._inner.adopts_unkeyed_audit_chain()
-
-    def close_unkeyed_audit_chain(self) -> None:
-        self._inner.close_unkeyed_audit_chain()
