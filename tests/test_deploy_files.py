@@ -212,3 +212,35 @@ def test_dockerfile_is_pinned_hash_checked_non_root_and_makes_no_keys() -> None:
     assert re.search(r"^USER 10001", code, re.M)
     assert "--init" not in code and " init" not in code
     assert "ca.key" not in code
+
+
+# -- OPERATIONS.md alerts ----------------------------------------------------------------------
+def test_operations_alerts_name_only_metrics_and_labels_the_vault_exports() -> None:
+    """The rules in OPERATIONS.md use real metric names, audit actions/outcomes and codes."""
+    import grpc
+
+    from vault.audit.records import AuditAction, AuditOutcome
+
+    text = (ROOT / "OPERATIONS.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert block, "OPERATIONS.md has the alert rules as a yaml block"
+    rules = yaml.safe_load(block[1])["groups"][0]["rules"]
+    assert len(rules) >= 10
+    exported = (ROOT / "vault" / "bootstrap" / "metrics.py").read_text(encoding="utf-8")
+    labels = {
+        "action": {a.value for a in AuditAction},
+        "outcome": {o.value for o in AuditOutcome},
+        "code": {c.name for c in grpc.StatusCode},
+    }
+    # MeteredProvider counts each wrap and unwrap as "ok" or "error".
+    provider_labels = {"outcome": {"ok", "error"}}
+    assert 'outcome = "error"' in exported and 'outcome = "ok"' in exported
+    for rule in rules:
+        expr = rule["expr"]
+        for name in re.findall(r"\b(vault_[a-z_]+)", expr):
+            base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+            assert f'"{base}"' in exported, f"{rule['alert']}: no metric {base}"
+        for metric, selector in re.findall(r"\b(vault_[a-z_]+)\{([^}]*)\}", expr):
+            known = provider_labels if metric.startswith("vault_key_provider") else labels
+            for label, value in re.findall(r'\b(action|outcome|code)="([^"]*)"', selector):
+                assert value in known[label], f"{rule['alert']}: {label}={value!r} never occurs"
