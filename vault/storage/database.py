@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -41,6 +41,7 @@ from vault.storage.keys import KeyRows
 from vault.storage.receipts import ReceiptRows
 from vault.storage.retention_queries import RetentionQueries
 from vault.storage.rotation import RotationRows
+from vault.storage.sqlite_writer import one_writer
 from vault.storage.subjects import SubjectRows
 
 log = logging.getLogger("vault.storage")
@@ -441,8 +442,9 @@ def _connect_for_read(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def _begin(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as connection:
-        if is_sqlite(engine):
+    sqlite = is_sqlite(engine)  # SQLite: one writer a time, queued here (``sqlite_writer``)
+    with one_writer(engine) if sqlite else nullcontext(), engine.connect() as connection:
+        if sqlite:
             connection = connection.execution_options(sqlite_begin="IMMEDIATE")
         with connection.begin():
             yield connection
