@@ -374,3 +374,37 @@ def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
+
+
+@pytest.mark.slow
+def test_workers_asked_for_any_free_port_all_listen_on_the_same_one(tmp_path: Path) -> None:
+    """``--listen HOST:0 --workers 2`` picks one port for all workers, not one each."""
+    data_dir = tmp_path / "vault"
+    log_path = tmp_path / "server.log"
+    command = [
+        sys.executable, "-m", "vault", "serve", "--init", "--data-dir", str(data_dir),
+        "--listen", "127.0.0.1:0", "--workers", "2",
+    ]  # fmt: skip
+    env = {name: value for name, value in os.environ.items() if not name.startswith("VAULT_")}
+    with log_path.open("wb") as log:
+        parent = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+    def ports() -> list[str]:
+        text = log_path.read_bytes().decode("utf-8", errors="replace")
+        return re.findall(r"^listening on 127\.0\.0\.1:(\d+)$", text, re.MULTILINE)
+
+    try:
+        wait_for("both workers to listen", lambda: len(ports()) == 2, timeout=60)
+        assert len(set(ports())) == 1, ports()
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)

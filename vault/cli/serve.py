@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -60,7 +61,7 @@ def run_serve(args: argparse.Namespace) -> int:
         for path in init_data_dir(settings.data_dir, settings.key_provider):
             log.info("created %s", path)
     if settings.workers > 1:
-        return run_workers(settings.workers)
+        return run_workers(settings.workers, settings.listen)
     try:
         rules = load_retention(settings)
     except ValueError as error:  # RetentionError or a negative interval, naming the key
@@ -138,7 +139,17 @@ def reload_policy(holder: PolicyHolder) -> None:
     log.info("policy reloaded from %s", holder.path)
 
 
-def run_workers(count: int) -> int:
+def _fixed_port(listen: str) -> str:
+    """``listen`` with port 0 replaced by a port free now: every worker must bind the same one."""
+    host, _, port = listen.rpartition(":")
+    if port != "0":
+        return listen
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host.strip("[]"), 0))
+        return f"{host}:{probe.getsockname()[1]}"
+
+
+def run_workers(count: int, listen: str) -> int:
     """Run ``count`` single-worker processes sharing the port (SO_REUSEPORT).
 
     Each worker gets this command line less ``--workers`` and ``--init`` (the
@@ -155,6 +166,7 @@ def run_workers(count: int) -> int:
             skip = True
         elif not arg.startswith("--workers=") and arg != "--init":
             argv.append(arg)
+    argv += ["--listen", _fixed_port(listen)]  # the last --listen wins
     env = dict(os.environ, PII_VAULT_REUSE_PORT="1", PII_VAULT_WORKERS="1")
     children = [
         subprocess.Popen([sys.executable, "-m", "vault", *argv, "--workers", "1"], env=env)  # noqa: S603
