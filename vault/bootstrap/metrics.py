@@ -8,7 +8,7 @@ gauges and installs a gRPC interceptor). What is exported, and what never is:
   name, ``code`` the gRPC status name.
 - ``vault_audit_events_total{action, outcome, code}``: every chained audit
   event, counted as it is chained: shreds, reveals, denials, rate-limit
-  refusals (``code="RESOURCE_EXHAUSTED"``), canary hits (``action="canary"``).
+  refusals (``code="RESOURCE_EXHAUSTED"``), canary reads (``outcome="canary"``).
 - ``vault_audit_buffered_events``: masked-read events waiting for the flusher.
 - ``vault_key_provider_calls_total{operation, outcome}`` and
   ``vault_key_provider_seconds{operation}``: wrap and unwrap of subject keys by
