@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         1, "server processes sharing the port (SO_REUSEPORT)", flags=("--workers",)
     )
     threads: int = _setting(16, "RPC threads per server process", flags=("--threads",))
+    max_concurrent_rpcs: int = _setting(
+        256,
+        "calls a process admits at once (running and queued); more are refused"
+        " RESOURCE_EXHAUSTED at once instead of queueing",
+    )
     max_message_bytes: int = _setting(256 * 1024, "largest gRPC message the server accepts")
     plaintext: bool = _setting(
         False,

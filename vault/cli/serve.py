@@ -95,6 +95,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 tls=tls,
                 threads=settings.threads,
                 max_message_bytes=settings.max_message_bytes,
+                max_concurrent_rpcs=settings.max_concurrent_rpcs,
                 reuse_port=settings.reuse_port,
                 max_connection_age=settings.max_connection_age,
                 max_connection_age_grace=settings.grace_seconds,
