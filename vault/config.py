@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         "seconds after which a client connection is closed (GOAWAY) so clients reconnect"
         " and load balancing spreads them again; 0: never",
     )
+    tracing: bool = _setting(
+        False,
+        "OpenTelemetry spans for RPCs, database statements and key provider calls (needs the"
+        " tracing extra; exported by the process's tracer provider, e.g. opentelemetry-instrument)",
+    )
     metrics_listen: str = _setting(
         "",
         "HOST:PORT of a plain-HTTP Prometheus /metrics endpoint (e.g. 127.0.0.1:9464);"

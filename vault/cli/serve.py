@@ -38,6 +38,8 @@ SERVE_SETTINGS = (
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; exit 2 when a setting or the retention rules are wrong."""
+    import grpc
+
     from vault import config
     from vault.bootstrap.app import build_app, init_data_dir, is_initialised
     from vault.bootstrap.maintenance import load_retention, start_maintenance
@@ -80,7 +82,11 @@ def run_serve(args: argparse.Namespace) -> int:
         watcher = start_sealed_if_unusable(app.keys, settings.seal_check_interval)
         watcher.watch_database(app.store.ping)
         gate = ServingGate(watcher.seal)
-        interceptors = []
+        interceptors: list[grpc.ServerInterceptor] = []
+        if settings.tracing:
+            from vault.bootstrap.tracing import install_tracing
+
+            interceptors += install_tracing(app.store, app.keys)
         if settings.metrics_listen:
             metrics = Metrics()
             watch_app_state(metrics, app.audit, app.keys, lambda: gate.sealed)
