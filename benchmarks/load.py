@@ -239,10 +239,20 @@ async def drive(spec: dict[str, Any], ready: Any, go: Any, start: Any) -> dict[s
         calls = 0
         cpu_before = time.process_time()
 
+        # With "rate" (calls/s for this process) each worker paces itself: an open
+        # loop at a fixed rate (soak.py) instead of as fast as answers come back.
+        gap = spec["inflight"] / spec["rate"] if spec.get("rate") else 0.0
+
         async def worker(seed: int) -> None:
             nonlocal calls
             rng = random.Random(seed)
+            due = time.monotonic() + rng.random() * gap
             while (begin := time.monotonic()) < t_end:
+                if gap:
+                    if begin < due:
+                        await asyncio.sleep(due - begin)
+                        begin = time.monotonic()
+                    due += gap
                 try:
                     await call(rng)
                     failed = ""

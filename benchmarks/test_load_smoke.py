@@ -55,3 +55,35 @@ def test_load_generator_reports_health_and_masked_reads(tmp_path: Path) -> None:
     assert report["health_rps"] > 0
     assert 0 < rows["get-masked"]["ratio"]
     assert "get-masked" in done.stdout and "health (before)" in done.stdout
+
+
+def test_soak_paces_the_call_and_reports_memory_per_minute(tmp_path: Path) -> None:
+    """``soak.py`` with two 2-second "minutes": paced at the share asked, memory reported."""
+    report_path = tmp_path / "soak.json"
+    done = subprocess.run(  # noqa: S603 (our interpreter, our script)
+        [
+            sys.executable,
+            str(LOAD.with_name("soak.py")),
+            "--subjects",
+            "200",
+            "--minutes",
+            "0.0667",
+            "--minute-seconds",
+            "2",
+            "--share",
+            "0.5",
+            "--json",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert len(report["minutes"]) == 2
+    for minute in report["minutes"]:
+        assert minute["errors"] == {} and minute["rss_mb"] > 0
+        # Paced: well under the maximum it measured first (an open loop at half of it).
+        assert minute["rps"] < 0.8 * report["peak_rps"]
