@@ -90,3 +90,28 @@ def test_rpcs_database_statements_and_key_calls_are_traced_without_personal_data
             text = str(value)
             for secret in (subject, "5123", "4567", put.view.token):
                 assert secret not in text, (span.name, key)
+
+
+def test_a_json_log_line_written_inside_a_span_names_its_trace() -> None:
+    import io
+    import json
+    import logging
+
+    from vault.cli import _log_handler
+
+    provider = TracerProvider()
+    handler = _log_handler("json")
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logger = logging.getLogger("vault.test-tracing")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with provider.get_tracer("test").start_as_current_span("work") as span:
+            logger.warning("inside")
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert outside["trace_id"] == "-" and outside["request_id"] == "-"

@@ -61,7 +61,7 @@ def _log_handler(log_format: str) -> logging.Handler:
         handler.addFilter(RequestIdFilter())
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(trace_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )
         )

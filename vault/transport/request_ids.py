@@ -5,7 +5,8 @@ context variable (one cheap ``set`` per call; nothing is generated on the
 hot path). Only when a line is logged during the call does ``RequestIdFilter``
 work out its id: the caller's ``x-request-id`` metadata when it sent a
 well-formed one (so one id follows a request across services), else an id
-made once for that call. Lines logged outside a call get ``"-"``.
+made once for that call. Lines logged outside a call get ``"-"``. With
+tracing on (``vault.bootstrap.tracing``) each line also names its trace.
 """
 
 from __future__ import annotations
@@ -42,10 +43,21 @@ def request_id(context: Any) -> str:
     return made
 
 
+def trace_id() -> str:
+    """The current OpenTelemetry trace id (hex), or ``-`` without tracing or outside a span."""
+    try:
+        from opentelemetry import trace
+    except ImportError:  # the tracing extra is not installed
+        return "-"
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else "-"
+
+
 class RequestIdFilter(logging.Filter):
-    """Adds ``record.request_id``: the id of the call being served, or ``-``."""
+    """Adds ``record.request_id`` (the call being served, or ``-``) and ``record.trace_id``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = CURRENT_CALL.get()
         record.request_id = "-" if context is None else request_id(context)
+        record.trace_id = trace_id()
         return True
