@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -85,6 +86,7 @@ def test_metrics_count_calls_audit_events_and_unwraps_and_carry_no_personal_data
             ),
             timeout=30,
         )
+        time.sleep(1.5)  # the masked reads' events are flushed every half second
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             text = answer.read().decode()
     finally:
@@ -98,6 +100,9 @@ def test_metrics_count_calls_audit_events_and_unwraps_and_carry_no_personal_data
     assert sample(text, "vault_key_provider_calls_total", operation="wrap", outcome="ok") >= 3
     assert sample(text, "vault_sealed") == 0
     assert "vault_audit_buffered_events" in text and "vault_key_cache_entries" in text
+    assert sample(text, "vault_audit_flushed_events_total") >= 12  # the masked reads
+    assert sample(text, "vault_audit_flush_seconds_count") >= 1
+    assert 'vault_key_cache_misses_total{cache="data"}' in text
     # Nothing of a person: no subject id, no digits of the number, no token.
     for secret in [*subjects, *tokens, "51234567", "5123 4567", "4567"]:
         assert secret not in text, secret

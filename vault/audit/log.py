@@ -26,9 +26,9 @@ receipt and DSAR export signs the head at its signing time as
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import datetime
@@ -42,6 +42,7 @@ from vault.audit.records import (
     AuditRecord,
     ChainedEvent,
 )
+from vault.audit.sink import sink_lines
 from vault.crypto.hash_chain import check_chain_key
 from vault.domain.ports import Store, retry_on_write_conflict
 from vault.errors import DataLoss, Unavailable
@@ -98,6 +99,7 @@ class AuditLog:
         self._sink_lock = threading.Lock()
         # Told of every event once it is chained (metrics count them); never raises on.
         self.observers: list[Callable[[list[AuditRecord]], None]] = []
+        self.flush_observers: list[Callable[[int, float], None]] = []
         self._buffer: list[AuditRecord] = []
         self._buffer_lock = threading.Lock()
         # Held from taking a batch until it is committed, so that a flush() that
@@ -257,8 +259,11 @@ class AuditLog:
             ]
             if not batch:
                 return
+            started = time.perf_counter()
             try:
                 self._append(batch)
+                for observe_flush in self.flush_observers:  # metrics: size and time
+                    observe_flush(len(batch), time.perf_counter() - started)
             except Unavailable:
                 # Keep the events for the next attempt rather than lose them.
                 with self._buffer_lock:
@@ -384,27 +389,7 @@ class AuditLog:
                 log.exception("audit observer failed")
         if self._sink is None:
             return
-        lines = "".join(
-            json.dumps(
-                {
-                    "sequence": c.sequence,
-                    "hash": c.hash.hex(),
-                    "time": c.record.time.isoformat(),
-                    "caller": c.record.caller,
-                    "action": c.record.action,
-                    "subject_id": c.record.subject_id,
-                    "field": c.record.field,
-                    "view": c.record.view,
-                    "purpose": c.record.purpose,
-                    "outcome": c.record.outcome,
-                    "status_code": c.record.status_code,
-                    "detail": c.record.detail,
-                },
-                sort_keys=True,
-            )
-            + "\n"
-            for c in chained
-        )
+        lines = sink_lines(chained)  # the format: ``vault.audit.sink``
         with self._sink_lock:
             self._sink.write(lines)
             self._sink.flush()

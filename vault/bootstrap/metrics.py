@@ -9,11 +9,16 @@ gauges and installs a gRPC interceptor). What is exported, and what never is:
 - ``vault_audit_events_total{action, outcome, code}``: every chained audit
   event, counted as it is chained: shreds, reveals, denials, rate-limit
   refusals (``code="RESOURCE_EXHAUSTED"``), canary reads (``outcome="canary"``).
-- ``vault_audit_buffered_events``: masked-read events waiting for the flusher.
+- ``vault_audit_buffered_events``: masked-read events waiting for the flusher;
+  ``vault_audit_flush_seconds`` and ``vault_audit_flushed_events_total``: each
+  batch the flusher writes, its time and size.
 - ``vault_key_provider_calls_total{operation, outcome}`` and
   ``vault_key_provider_seconds{operation}``: wrap and unwrap of subject keys by
   the key hierarchy (a cold read is one unwrap; a warm read none).
-- ``vault_key_cache_entries{cache}``: unwrapped keys held (subject, data).
+- ``vault_key_cache_entries{cache}``: unwrapped keys held (subject, data), and
+  ``vault_key_cache_misses_total{cache}``: lookups that found no usable key
+  (counted on the miss path only; hits are not counted, so that a warm read
+  pays nothing: hit rate ~ 1 - data misses / masked reads).
 - ``vault_sealed``: 1 while the vault is sealed or draining.
 
 No label or value ever carries a subject id, a field value, a caller's
@@ -31,7 +36,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vault.audit.log import AuditLog
@@ -57,6 +62,12 @@ class Metrics:
         self.provider_calls = Counter(
             "vault_key_provider_calls", "key provider calls", ["operation", "outcome"], registry=r
         )
+        self.audit_flush_seconds = Histogram(
+            "vault_audit_flush_seconds", "writing one batch of buffered audit events", registry=r
+        )
+        self.audit_flushed = Counter(
+            "vault_audit_flushed_events", "buffered audit events written", registry=r
+        )
         self.provider_seconds = Histogram(
             "vault_key_provider_seconds", "key provider call latency", ["operation"], registry=r
         )
@@ -67,6 +78,10 @@ class Metrics:
                 str(record.action), str(record.outcome), str(record.status_code)
             ).inc()
 
+    def observe_flush(self, events: int, seconds: float) -> None:
+        self.audit_flushed.inc(events)
+        self.audit_flush_seconds.observe(seconds)
+
     def serve(self, listen: str) -> None:
         """Serve ``/metrics`` on ``HOST:PORT`` from a daemon thread."""
         host, _, port = listen.rpartition(":")
@@ -74,10 +89,10 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    def __init__(self, gauges: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+    def __init__(self, gauges: Callable[[], Iterable[Any]]) -> None:
         self._gauges = gauges
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[Any]:
         return self._gauges()
 
 
@@ -86,7 +101,7 @@ def watch_app_state(
 ) -> None:
     """Gauges read at scrape time, and the audit and key-provider counters."""
 
-    def gauges() -> Iterable[GaugeMetricFamily]:
+    def gauges() -> Iterable[Any]:
         buffered = GaugeMetricFamily(
             "vault_audit_buffered_events", "masked-read events waiting for the flusher"
         )
@@ -96,12 +111,18 @@ def watch_app_state(
         )
         entries.add_metric(["subject"], len(keys.subject_keys))
         entries.add_metric(["data"], len(keys.data_keys))
+        misses = CounterMetricFamily(
+            "vault_key_cache_misses", "key lookups that found no usable key", labels=["cache"]
+        )
+        misses.add_metric(["subject"], keys.subject_keys.misses)
+        misses.add_metric(["data"], keys.data_keys.misses)
         seal = GaugeMetricFamily("vault_sealed", "1 while sealed or draining")
         seal.add_metric([], 1.0 if sealed() else 0.0)
-        return [buffered, entries, seal]
+        return [buffered, entries, misses, seal]
 
     metrics.registry.register(_StateCollector(gauges))
     audit.observers.append(metrics.observe_audit)
+    audit.flush_observers.append(metrics.observe_flush)
     keys.provider = MeteredProvider(keys.provider, metrics)
 
 

@@ -50,6 +50,9 @@ class KeyCache(Generic[T]):
         self._clock = clock
         self._entries: dict[str, _Entry[T]] = {}
         self._lock = threading.Lock()
+        # Lookups that found nothing usable (metrics); counted on the miss path only,
+        # so a hit costs nothing more. Unlocked: a lost increment under a race is fine.
+        self._misses = [0]
         self.get: Callable[[str], T | None] = self._getter()
         """The cached value, counting one use; ``None`` when absent or past a bound."""
 
@@ -60,17 +63,24 @@ class KeyCache(Generic[T]):
         max_uses = self._limits.max_uses
         clock = self._clock
         discard = self.discard
+        misses = self._misses
 
         def get(key_id: str) -> T | None:
             entry = lookup(key_id)
             if entry is None:
+                misses[0] += 1
                 return None
             if next(entry.uses) > max_uses or clock() >= entry.deadline:
                 discard(key_id)
+                misses[0] += 1
                 return None
             return entry.value
 
         return get
+
+    @property
+    def misses(self) -> int:
+        return self._misses[0]
 
     def put(self, key_id: str, value: T) -> None:
         entry = _Entry(value, self._clock() + self._limits.max_age_seconds)
