@@ -27,6 +27,16 @@ _REHASH = (
 )
 
 
+_INSERT_EVENT = insert(_audit)
+_HEAD = select(_head.c.last_sequence, _head.c.last_hash, _head.c.scheme).where(_head.c.id == 1)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_SET_HEAD = (
+    update(_head)
+    .where(_head.c.id == 1)
+    .values(last_sequence=bindparam("b_sequence"), last_hash=bindparam("b_hash"))
+)
+_SET_HEAD_AND_SCHEME = _SET_HEAD.values(scheme=bindparam("b_scheme"))
+
 _record = record_mapper(AuditRecord)
 
 
@@ -41,12 +51,7 @@ class AuditEventRows:
         self._conn = conn
 
     def head(self, *, lock: bool = False) -> AuditHead | None:
-        statement = select(_head.c.last_sequence, _head.c.last_hash, _head.c.scheme).where(
-            _head.c.id == 1
-        )
-        if lock:
-            statement = statement.with_for_update()
-        row = self._conn.execute(statement).first()
+        row = self._conn.execute(_HEAD_LOCKED if lock else _HEAD).first()
         return None if row is None else AuditHead(row[0], bytes(row[1]), row[2])
 
     def create_head(self, last_hash: bytes, scheme: str) -> None:
@@ -56,17 +61,19 @@ class AuditEventRows:
         )
 
     def set_head(self, last_sequence: int, last_hash: bytes, scheme: str | None = None) -> None:
-        values: dict[str, object] = {"last_sequence": last_sequence, "last_hash": last_hash}
-        if scheme is not None:
-            values["scheme"] = scheme
-        self._conn.execute(update(_head).where(_head.c.id == 1).values(**values))
+        params: dict[str, object] = {"b_sequence": last_sequence, "b_hash": last_hash}
+        if scheme is None:
+            self._conn.execute(_SET_HEAD, params)
+            return
+        params["b_scheme"] = scheme
+        self._conn.execute(_SET_HEAD_AND_SCHEME, params)
 
     def insert(self, events: Sequence[ChainedEvent]) -> None:
         """One insert of all rows, whatever their number."""
         if not events:
             return
         self._conn.execute(
-            insert(_audit),
+            _INSERT_EVENT,
             [
                 {
                     "sequence": e.sequence,

@@ -13,7 +13,8 @@ from vault.domain.records import StoredField, SubjectState
 from vault.errors import DataLoss
 from vault.fields.base import FieldType
 from vault.storage.idempotency import IdempotencyRows
-from vault.storage.models import BlindIndexRow, FieldRow, SubjectRow
+from vault.storage.index import DELETE_INDEX
+from vault.storage.models import FieldRow, SubjectRow
 from vault.storage.rows import aware
 
 _FIELD_TYPES = frozenset(t.value for t in FieldType)
@@ -21,7 +22,6 @@ _BINARY = (bytes, bytearray, memoryview)
 
 _fields = cast(Table, FieldRow.__table__)
 _subjects = cast(Table, SubjectRow.__table__)
-_index = cast(Table, BlindIndexRow.__table__)
 
 
 _FIELD_COLUMNS = (
@@ -109,6 +109,32 @@ _LIST_FIELDS = _LIVE_FIELDS.where(_fields.c.subject_id == bindparam("subject_id"
 
 _FIELD_BY_TOKEN = _LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest"))
 
+_INSERT_FIELD = insert(_fields)
+_THIS_FIELD = (
+    _fields.c.subject_id == bindparam("b_subject_id"),
+    _fields.c.field == bindparam("b_field"),
+)
+_REPLACE_FIELD = (
+    update(_fields)
+    .where(*_THIS_FIELD)
+    .values(
+        {
+            name: bindparam(f"b_{name}")
+            for name in (
+                "field_type",
+                "version",
+                "dek_id",
+                "token_digest",
+                "value_ct",
+                "view_ct",
+                "updated_at",
+                "expires_on",
+            )
+        }
+    )
+)
+_DELETE_FIELD = delete(_fields).where(*_THIS_FIELD)
+
 
 class FieldRows:
     """The ``fields`` table; rows of a shredded subject are never read back."""
@@ -139,47 +165,46 @@ class FieldRows:
         expires_on: date | None = None,
     ) -> None:
         self._conn.execute(
-            insert(_fields).values(
-                subject_id=stored.subject_id,
-                field=stored.field,
-                field_type=stored.field_type,
-                version=stored.version,
-                dek_id=stored.dek_id,
-                token_digest=token_digest,
-                value_ct=stored.value_ct,
-                view_ct=stored.view_ct,
-                created_at=created_at,
-                updated_at=stored.updated_at,
-                expires_on=expires_on,
-            )
+            _INSERT_FIELD,
+            {
+                "subject_id": stored.subject_id,
+                "field": stored.field,
+                "field_type": stored.field_type,
+                "version": stored.version,
+                "dek_id": stored.dek_id,
+                "token_digest": token_digest,
+                "value_ct": stored.value_ct,
+                "view_ct": stored.view_ct,
+                "created_at": created_at,
+                "updated_at": stored.updated_at,
+                "expires_on": expires_on,
+            },
         )
 
     def replace_field(
         self, stored: StoredField, token_digest: bytes, expires_on: date | None = None
     ) -> None:
         self._conn.execute(
-            update(_fields)
-            .where(_fields.c.subject_id == stored.subject_id, _fields.c.field == stored.field)
-            .values(
-                field_type=stored.field_type,
-                version=stored.version,
-                dek_id=stored.dek_id,
-                token_digest=token_digest,
-                value_ct=stored.value_ct,
-                view_ct=stored.view_ct,
-                updated_at=stored.updated_at,
-                expires_on=expires_on,
-            )
+            _REPLACE_FIELD,
+            {
+                "b_subject_id": stored.subject_id,
+                "b_field": stored.field,
+                "b_field_type": stored.field_type,
+                "b_version": stored.version,
+                "b_dek_id": stored.dek_id,
+                "b_token_digest": token_digest,
+                "b_value_ct": stored.value_ct,
+                "b_view_ct": stored.view_ct,
+                "b_updated_at": stored.updated_at,
+                "b_expires_on": expires_on,
+            },
         )
 
     def delete_field(self, subject_id: str, field: str) -> None:
         """Delete a field's row and index row, and disarm its idempotency records."""
-        self._conn.execute(
-            delete(_fields).where(_fields.c.subject_id == subject_id, _fields.c.field == field)
-        )
-        self._conn.execute(
-            delete(_index).where(_index.c.subject_id == subject_id, _index.c.field == field)
-        )
+        params = {"b_subject_id": subject_id, "b_field": field}
+        self._conn.execute(_DELETE_FIELD, params)
+        self._conn.execute(DELETE_INDEX, params)
         IdempotencyRows(self._conn).disarm_idempotency(subject_id, field)
 
     def count_fields(self, subject_id: str) -> int:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 
 from vault.storage.models import BlindIndexRow, SubjectRow
 
 _subjects = cast(Table, SubjectRow.__table__)
 _index = cast(Table, BlindIndexRow.__table__)
+
+# Built once, executed with parameters: building a statement costs more than running it.
+DELETE_INDEX = delete(_index).where(
+    _index.c.subject_id == bindparam("b_subject_id"), _index.c.field == bindparam("b_field")
+)
+_INSERT_INDEX = insert(_index)
 
 
 class IndexRows:
@@ -19,14 +25,16 @@ class IndexRows:
         self._conn = conn
 
     def put_index(self, subject_id: str, field: str, field_type: str, digest: bytes | None) -> None:
-        self._conn.execute(
-            delete(_index).where(_index.c.subject_id == subject_id, _index.c.field == field)
-        )
+        self._conn.execute(DELETE_INDEX, {"b_subject_id": subject_id, "b_field": field})
         if digest is not None:
             self._conn.execute(
-                insert(_index).values(
-                    subject_id=subject_id, field=field, field_type=field_type, digest=digest
-                )
+                _INSERT_INDEX,
+                {
+                    "subject_id": subject_id,
+                    "field": field,
+                    "field_type": field_type,
+                    "digest": digest,
+                },
             )
 
     def find_subjects(self, field_type: str, digest: bytes) -> list[str]:

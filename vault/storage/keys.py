@@ -31,6 +31,13 @@ _DATA_KEY = select(_data_keys).where(_data_keys.c.dek_id == bindparam("dek_id"))
 
 _SUBJECT_KEY_BY_ID = select(_subject_keys).where(_subject_keys.c.key_id == bindparam("key_id"))
 
+_SUBJECT_KEY_OF = select(_subject_keys).where(
+    _subject_keys.c.subject_id == bindparam("b_subject_id")
+)
+_INSERT_SUBJECT_KEY = insert(_subject_keys)
+_INSERT_DATA_KEY = insert(_data_keys)
+_DELETE_DATA_KEY = delete(_data_keys).where(_data_keys.c.dek_id == bindparam("b_dek_id"))
+
 
 class KeyRows:
     """The ``subject_keys`` and ``data_keys`` tables on the key store connection."""
@@ -39,9 +46,7 @@ class KeyRows:
         self._conn = conn
 
     def subject_key_for(self, subject_id: str) -> SubjectKeyMaterial | None:
-        row = self._conn.execute(
-            select(_subject_keys).where(_subject_keys.c.subject_id == subject_id)
-        ).first()
+        row = self._conn.execute(_SUBJECT_KEY_OF, {"b_subject_id": subject_id}).first()
         return None if row is None else subject_key_material(row)
 
     def subject_key_by_id(self, key_id: str) -> SubjectKeyMaterial | None:
@@ -50,14 +55,15 @@ class KeyRows:
 
     def insert_subject_key(self, material: SubjectKeyMaterial, now: datetime) -> None:
         self._conn.execute(
-            insert(_subject_keys).values(
-                key_id=material.key_id,
-                subject_id=material.subject_id,
-                kek_id=material.wrapped.kek_id,
-                kek_version=material.wrapped.kek_version,
-                wrapped=material.wrapped.ciphertext,
-                created_at=now,
-            )
+            _INSERT_SUBJECT_KEY,
+            {
+                "key_id": material.key_id,
+                "subject_id": material.subject_id,
+                "kek_id": material.wrapped.kek_id,
+                "kek_version": material.wrapped.kek_version,
+                "wrapped": material.wrapped.ciphertext,
+                "created_at": now,
+            },
         )
 
     def data_key(self, dek_id: str) -> DataKeyMaterial | None:
@@ -68,18 +74,19 @@ class KeyRows:
 
     def insert_data_key(self, material: DataKeyMaterial, now: datetime) -> None:
         self._conn.execute(
-            insert(_data_keys).values(
-                dek_id=material.dek_id,
-                subject_id=material.subject_id,
-                field=material.field,
-                subject_key_id=material.subject_key_id,
-                wrapped=material.wrapped,
-                created_at=now,
-            )
+            _INSERT_DATA_KEY,
+            {
+                "dek_id": material.dek_id,
+                "subject_id": material.subject_id,
+                "field": material.field,
+                "subject_key_id": material.subject_key_id,
+                "wrapped": material.wrapped,
+                "created_at": now,
+            },
         )
 
     def delete_data_key(self, dek_id: str) -> None:
-        self._conn.execute(delete(_data_keys).where(_data_keys.c.dek_id == dek_id))
+        self._conn.execute(_DELETE_DATA_KEY, {"b_dek_id": dek_id})
 
     def data_key_ids_of(self, subject_id: str) -> list[str]:
         rows = self._conn.execute(

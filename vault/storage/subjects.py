@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from vault.domain.records import SubjectRecord, SubjectState
 from vault.storage.models import (
@@ -30,6 +30,16 @@ _canaries = cast(Table, CanaryRow.__table__)
 # hold_reason is nullable for rows written before holds carried a reason.
 _subject_record = record_mapper(SubjectRecord, convert={"hold_reason": lambda v: v or ""})
 
+# Built once, executed with parameters: building a statement costs more than running it.
+_SUBJECT = select(_subjects).where(_subjects.c.subject_id == bindparam("b_subject_id"))
+_SUBJECT_LOCKED = _SUBJECT.with_for_update()
+_INSERT_SUBJECT = insert(_subjects)
+_TOUCH_SUBJECT = (
+    update(_subjects)
+    .where(_subjects.c.subject_id == bindparam("b_subject_id"))
+    .values(updated_at=bindparam("b_now"))
+)
+
 
 class SubjectRows:
     """The ``subjects`` table (and, to shred, every data row of a subject)."""
@@ -44,21 +54,21 @@ class SubjectRows:
 
     def insert_subject(self, subject_id: str, now: datetime) -> None:
         self._conn.execute(
-            insert(_subjects).values(
-                subject_id=subject_id, state=SubjectState.ACTIVE, created_at=now, updated_at=now
-            )
+            _INSERT_SUBJECT,
+            {
+                "subject_id": subject_id,
+                "state": SubjectState.ACTIVE,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     def touch_subject(self, subject_id: str, now: datetime) -> None:
-        self._conn.execute(
-            update(_subjects).where(_subjects.c.subject_id == subject_id).values(updated_at=now)
-        )
+        self._conn.execute(_TOUCH_SUBJECT, {"b_subject_id": subject_id, "b_now": now})
 
     def subject_record(self, subject_id: str, *, lock: bool = False) -> SubjectRecord | None:
-        statement = select(_subjects).where(_subjects.c.subject_id == subject_id)
-        if lock:
-            statement = statement.with_for_update()
-        row = self._conn.execute(statement).first()
+        statement = _SUBJECT_LOCKED if lock else _SUBJECT
+        row = self._conn.execute(statement, {"b_subject_id": subject_id}).first()
         if row is None:
             return None
         return _subject_record(row)
