@@ -261,3 +261,24 @@ def test_migrate_reports_a_schema_that_is_behind_and_brings_it_up_to_date(
     assert done.returncode == 0, done.stderr
     assert migrate("--check").returncode == 0
     assert "empty" not in done.stdout
+
+
+def test_ordinary_mistakes_get_one_line_and_a_non_zero_exit(
+    initialised: tuple[Path, str], tmp_path: Path
+) -> None:
+    data_dir, _ = initialised
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            vault_command(*args), capture_output=True, text=True, env=clean_env(), timeout=60
+        )
+
+    missing = run("health", "--as", "registration", "--data-dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "pii-vault init --data-dir" in missing.stderr
+    unknown = run("health", "--as", "registrashun", "--data-dir", str(data_dir))
+    assert unknown.returncode == 2
+    assert unknown.stderr.count("\n") == 1
+    assert "'registrashun'" in unknown.stderr and "registration" in unknown.stderr
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("pii-vault ")

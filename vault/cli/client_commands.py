@@ -49,10 +49,35 @@ def target_of(args: argparse.Namespace) -> str:
     return str(args.target or read_variable("TARGET") or DEFAULT_TARGET)
 
 
+def missing_credentials(data_dir: Path, caller: str) -> str:
+    """Why ``caller`` cannot call from ``data_dir``'s dev PKI, in one line; '' when it can."""
+    tls = data_dir / "tls"
+    if not (tls / "ca.crt").is_file():
+        return (
+            f"no certificates in {tls}: point --data-dir (PII_VAULT_DATA_DIR) at the server's"
+            f" data directory, or create one with: pii-vault init --data-dir {data_dir}"
+        )
+    clients = tls / "clients"
+    if not ((clients / f"{caller}.crt").is_file() and (clients / f"{caller}.key").is_file()):
+        known = sorted(p.stem for p in clients.glob("*.crt")) if clients.is_dir() else []
+        return f"no certificate for caller {caller!r} in {clients}; known: {', '.join(known)}"
+    return ""
+
+
 def run_client(args: argparse.Namespace) -> int:
-    """Call the vault as ``--as``; an RPC error prints its code and details and exits 1."""
+    """Call the vault as ``--as``; an RPC error prints its code and details and exits 1.
+
+    Exit codes: 0 done, 1 the vault refused or failed the call (its status is
+    printed), 2 a mistake on this side (settings, credentials, the value on
+    standard input), each explained in one line.
+    """
     command = CLIENT_COMMANDS[args.command]
-    with VaultClient.for_caller(data_dir_of(args), args.caller, target_of(args)) as client:
+    data_dir = data_dir_of(args)
+    problem = missing_credentials(data_dir, args.caller)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    with VaultClient.for_caller(data_dir, args.caller, target_of(args)) as client:
         try:
             return command(client, args)
         except grpc.RpcError as error:

@@ -43,8 +43,26 @@ def _add_client(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (package metadata is slow to load)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("pii-vault")
+        except PackageNotFoundError:  # a source tree that was never installed
+            found = "unknown"
+        print(f"pii-vault {found}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pii-vault", description=DESCRIPTION)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     init = commands.add_parser("init", help="create keyring, dev TLS, policy and database")
