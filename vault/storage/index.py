@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select
+from sqlalchemy import Connection, Executable, Table, bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from vault.storage.models import BlindIndexRow, SubjectRow
 
@@ -15,7 +16,18 @@ _index = cast(Table, BlindIndexRow.__table__)
 DELETE_INDEX = delete(_index).where(
     _index.c.subject_id == bindparam("b_subject_id"), _index.c.field == bindparam("b_field")
 )
-_INSERT_INDEX = insert(_index)
+
+
+def _upsert(dialect: type[sqlite.Insert] | type[postgresql.Insert]) -> Executable:
+    # The row of (subject, field) is replaced whole: one statement, not DELETE then INSERT.
+    statement = dialect(_index)
+    return statement.on_conflict_do_update(
+        index_elements=[_index.c.subject_id, _index.c.field],
+        set_={"field_type": statement.excluded.field_type, "digest": statement.excluded.digest},
+    )
+
+
+_UPSERT_INDEX = {"sqlite": _upsert(sqlite.Insert), "postgresql": _upsert(postgresql.Insert)}
 
 
 class IndexRows:
@@ -25,10 +37,11 @@ class IndexRows:
         self._conn = conn
 
     def put_index(self, subject_id: str, field: str, field_type: str, digest: bytes | None) -> None:
-        self._conn.execute(DELETE_INDEX, {"b_subject_id": subject_id, "b_field": field})
-        if digest is not None:
+        if digest is None:
+            self._conn.execute(DELETE_INDEX, {"b_subject_id": subject_id, "b_field": field})
+        else:
             self._conn.execute(
-                _INSERT_INDEX,
+                _UPSERT_INDEX[self._conn.dialect.name],
                 {
                     "subject_id": subject_id,
                     "field": field,
