@@ -65,12 +65,8 @@ def missing_credentials(data_dir: Path, caller: str) -> str:
 
 
 def run_client(args: argparse.Namespace) -> int:
-    """Call the vault as ``--as``; an RPC error prints its code and details and exits 1.
-
-    Exit codes: 0 done, 1 the vault refused or failed the call (its status is
-    printed), 2 a mistake on this side (settings, credentials, the value on
-    standard input), each explained in one line.
-    """
+    """Call the vault as ``--as``. Exit 0 done; 1 the vault refused or failed the call (its
+    status printed); 2 a mistake on this side (settings, credentials, stdin), in one line."""
     command = CLIENT_COMMANDS[args.command]
     data_dir = data_dir_of(args)
     problem = missing_credentials(data_dir, args.caller)
