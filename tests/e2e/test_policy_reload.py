@@ -325,19 +325,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
-    """With --workers the parent forwards SIGHUP to each worker instead of dying of it."""
-    data_dir = tmp_path / "vault"
-    log_path = tmp_path / "server.log"
-    port = _free_port()
+def _serve_two_workers(data_dir: Path, log_path: Path, listen: str) -> subprocess.Popen[bytes]:
+    """``pii-vault serve --workers 2``, output to ``log_path``, in a process group of its own."""
     command = [
         sys.executable, "-m", "vault", "serve", "--init", "--data-dir", str(data_dir),
-        "--listen", f"127.0.0.1:{port}", "--workers", "2",
+        "--listen", listen, "--workers", "2",
     ]  # fmt: skip
     env = {name: value for name, value in os.environ.items() if not name.startswith("VAULT_")}
     with log_path.open("wb") as log:
-        parent = subprocess.Popen(
+        return subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -345,6 +341,15 @@ def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
             env=env,
             start_new_session=True,  # its own process group: teardown reaches the workers too
         )
+
+
+@pytest.mark.slow
+def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+    """With --workers the parent forwards SIGHUP to each worker instead of dying of it."""
+    data_dir = tmp_path / "vault"
+    log_path = tmp_path / "server.log"
+    port = _free_port()
+    parent = _serve_two_workers(data_dir, log_path, f"127.0.0.1:{port}")
 
     def output() -> str:
         return log_path.read_bytes().decode("utf-8", errors="replace")
@@ -381,20 +386,7 @@ def test_workers_asked_for_any_free_port_all_listen_on_the_same_one(tmp_path: Pa
     """``--listen HOST:0 --workers 2`` picks one port for all workers, not one each."""
     data_dir = tmp_path / "vault"
     log_path = tmp_path / "server.log"
-    command = [
-        sys.executable, "-m", "vault", "serve", "--init", "--data-dir", str(data_dir),
-        "--listen", "127.0.0.1:0", "--workers", "2",
-    ]  # fmt: skip
-    env = {name: value for name, value in os.environ.items() if not name.startswith("VAULT_")}
-    with log_path.open("wb") as log:
-        parent = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+    parent = _serve_two_workers(data_dir, log_path, "127.0.0.1:0")
 
     def ports() -> list[str]:
         text = log_path.read_bytes().decode("utf-8", errors="replace")
