@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from vault.config import KEY_PROVIDER_FILE, Settings
+from vault.keys.private_files import write_atomically
 from vault.keys.provider import KeyProvider
 from vault.keys.uri import provider_from_uris
 
@@ -83,22 +83,7 @@ def follower_for(settings: Settings) -> ProviderFileFollower | None:
 
 def write_lines(path: Path, lines: Sequence[str]) -> None:
     """Replace ``path`` atomically with ``lines`` (owner-only), durable once it returns."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write("".join(f"{line}\n" for line in lines))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, "".join(f"{line}\n" for line in lines))
 
 
 def write_key_provider_file(data_dir: Path, uris: Sequence[str]) -> None:

@@ -17,16 +17,15 @@ parses as a usable keyring.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from vault.errors import Unavailable
+from vault.keys.private_files import write_atomically
 
 RETIRED = "retired"  # MasterKeyState.RETIRED, as the file stores it
 
@@ -62,27 +61,7 @@ def destroy_keyring(path: Path, now: datetime) -> bool:
             raise Unavailable(f"the keyring {path} cannot be read ({type(exc).__name__})") from None
         if not isinstance(document, dict) or not _destroyed(document, now.isoformat()):
             return False
-        _replace(path, document)
+        write_atomically(path, json.dumps(document, indent=2))
         return True
     finally:
         os.close(lock_fd)
-
-
-def _replace(path: Path, document: dict[str, Any]) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            os.fchmod(out.fileno(), 0o600)
-            json.dump(document, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

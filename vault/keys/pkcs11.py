@@ -23,7 +23,6 @@ import hmac
 import logging
 import os
 import re
-import stat
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -38,6 +37,7 @@ from pkcs11 import exceptions as p11
 
 from vault.crypto.envelope import encode_context
 from vault.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from vault.keys.private_files import read_owner_only
 from vault.keys.provider import MasterKeyInfo, MasterKeyState, WrappedKey
 
 PIN_ENV = "PII_VAULT_PKCS11_PIN"
@@ -84,13 +84,10 @@ class Pkcs11Uri:
         else:
             path = self.pin_path()
             try:
-                with open(path, "rb") as handle:
-                    if os.fstat(handle.fileno()).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                        raise Unavailable(f"PIN file {path} is group/world-accessible; chmod 600")
-                    pin = handle.read().decode().removesuffix("\n").removesuffix("\r")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not UTF-8"
-                raise Unavailable(f"PIN file {path} cannot be read ({reason})") from None
+                pin = read_owner_only(path, "PIN file").decode()
+            except UnicodeDecodeError:
+                raise Unavailable(f"PIN file {path} cannot be read (not UTF-8)") from None
+            pin = pin.removesuffix("\n").removesuffix("\r")
         if not pin:
             raise Unavailable(f"no PKCS#11 PIN in {source} (unset or empty)")
         return pin

@@ -43,7 +43,6 @@ import base64
 import hashlib
 import os
 import re
-import stat
 import string
 import threading
 from collections.abc import Callable
@@ -57,6 +56,7 @@ from hvac import exceptions as bao
 
 from vault.crypto.envelope import encode_context
 from vault.errors import DataLoss, FailedPrecondition, NotFound, Unavailable, VaultError
+from vault.keys.private_files import read_owner_only
 from vault.keys.provider import MasterKeyInfo, MasterKeyState, WrappedKey
 
 TOKEN_ENV = "VAULT_TOKEN"  # noqa: S105 (a variable's name)
@@ -149,17 +149,7 @@ def _read_token(path: str | None) -> str:
     """The token, read now from its file (owner-only) or ``VAULT_TOKEN``; never logged."""
     token = os.environ.get(TOKEN_ENV, "")
     if path is not None:
-        try:
-            with open(path, "rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
-                if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    why = f"group- or world-accessible (mode {stat.S_IMODE(mode):o}); chmod 600 it"
-                    raise Unavailable(f"Transit token file {path} is {why}")
-                token = handle.read().decode("utf-8", "replace")
-        except OSError as exc:
-            raise Unavailable(
-                f"Transit token file {path} cannot be read ({exc.strerror})"
-            ) from None
+        token = read_owner_only(path, "Transit token file").decode("utf-8", "replace")
     if not token.strip():
         raise Unavailable(f"no Transit token: {path or TOKEN_ENV} is empty or unset")
     return token.strip()
