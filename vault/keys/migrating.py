@@ -36,11 +36,14 @@ class MigratingKeyProvider(DelegatingKeyProvider):
 
     def __init__(self, target: KeyProvider, sources: Sequence[KeyProvider]) -> None:
         super().__init__(target)
-        self.target = target
         self.sources = tuple(sources)
         self._by_kek: dict[str, KeyProvider] = {}
         for provider in (*self.sources[::-1], target):  # the target wins a (bogus) tie
             self._by_kek[provider.kek_id] = provider
+
+    @property
+    def target(self) -> KeyProvider:
+        return self._inner  # never replaced: a migrating provider keeps its target
 
     @property
     def source_kek_ids(self) -> frozenset[str]:
