@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
 import grpc
@@ -77,8 +78,16 @@ def test_clients_see_no_failed_call_while_the_keys_move_to_a_new_provider(
     target: str,
 ) -> None:
     data_dir = tmp_path / "vault"
+    # The default put budget (100/s, bursts of 1,000) is not what this test is
+    # about: six writers in a closed loop outrun it within seconds.
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        (resources.files("vault.policy") / "default_policy.toml").read_text("utf-8")
+        + "\n[limits.callers.registration]\nput_per_second = 100000.0\nput_burst = 100000\n",
+        encoding="utf-8",
+    )
     # init: a local keyring, no DIR/key-provider
-    server = start_vault_server(data_dir, env=FAST_CHECKS)
+    server = start_vault_server(data_dir, env={**FAST_CHECKS, "PII_VAULT_POLICY": str(policy)})
     try:
         seed = server.client("registration")
         subjects = [f"seed-{n}" for n in range(SUBJECTS)]
