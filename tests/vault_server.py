@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,21 @@ class VaultServer:
                 self.process.wait()
                 pytest.fail(f"vault server ignored SIGTERM for {STOP_TIMEOUT}s:\n{self.output}")
         return self.returncode
+
+
+def policy_with_put_budget(path: Path, caller: str = "registration") -> Path:
+    """The default policy, written to ``path``, with ``caller``'s put budget lifted.
+
+    For load tests whose subject is not the budget: closed-loop writers outrun
+    the default 100 puts/s (bursts of 1,000) within seconds and are answered
+    RESOURCE_EXHAUSTED, which is the budget working.
+    """
+    default = (resources.files("vault.policy") / "default_policy.toml").read_text("utf-8")
+    path.write_text(
+        default + f"\n[limits.callers.{caller}]\nput_per_second = 100000.0\nput_burst = 100000\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def _cap_files(limit: int) -> Callable[[], None]:

@@ -21,7 +21,7 @@ import grpc
 import pytest
 from pg_databases import POSTGRES_ADMIN_URL, drop_postgres_database, new_postgres_database
 from sqlalchemy import create_engine, text
-from vault_server import VaultServer
+from vault_server import VaultServer, policy_with_put_budget
 
 from vault.v1 import vault_pb2 as pb
 
@@ -57,7 +57,10 @@ def kill_connections(database: str) -> int:
 def test_killed_database_connections_lose_no_acknowledged_write(
     start_vault_server: type[VaultServer], database_url: str, tmp_path: Path
 ) -> None:
-    server = start_vault_server(tmp_path / "vault", database_url=database_url)
+    policy = policy_with_put_budget(tmp_path / "policy.toml")
+    server = start_vault_server(
+        tmp_path / "vault", database_url=database_url, env={"PII_VAULT_POLICY": str(policy)}
+    )
     database = database_url.rsplit("/", 1)[1]
     codes: Counter[str] = Counter()
     acknowledged: list[str] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from vault_server import VaultServer, clean_env
+from vault_server import VaultServer, clean_env, policy_with_put_budget
 
 from vault.v1 import vault_pb2 as pb
 
@@ -32,7 +32,10 @@ def test_sigterm_under_load_loses_no_write_and_answers_nothing_non_retriable(
     start_vault_server: type[VaultServer], tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "vault"
-    server = start_vault_server(data_dir, env={"PII_VAULT_DRAIN_DELAY": "1"})
+    policy = policy_with_put_budget(tmp_path / "policy.toml")
+    server = start_vault_server(
+        data_dir, env={"PII_VAULT_DRAIN_DELAY": "1", "PII_VAULT_POLICY": str(policy)}
+    )
     client = subprocess.Popen(
         [sys.executable, str(CLIENT), str(data_dir), server.target, "20", "16"],
         stdout=subprocess.PIPE,

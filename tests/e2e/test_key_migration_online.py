@@ -15,13 +15,12 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from importlib import resources
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from vault_server import VaultServer, clean_env, vault_command
+from vault_server import VaultServer, clean_env, policy_with_put_budget, vault_command
 
 from vault.keys.uri import provider_from_uri
 from vault.v1 import vault_pb2 as pb
@@ -80,12 +79,7 @@ def test_clients_see_no_failed_call_while_the_keys_move_to_a_new_provider(
     data_dir = tmp_path / "vault"
     # The default put budget (100/s, bursts of 1,000) is not what this test is
     # about: six writers in a closed loop outrun it within seconds.
-    policy = tmp_path / "policy.toml"
-    policy.write_text(
-        (resources.files("vault.policy") / "default_policy.toml").read_text("utf-8")
-        + "\n[limits.callers.registration]\nput_per_second = 100000.0\nput_burst = 100000\n",
-        encoding="utf-8",
-    )
+    policy = policy_with_put_budget(tmp_path / "policy.toml")
     # init: a local keyring, no DIR/key-provider
     server = start_vault_server(data_dir, env={**FAST_CHECKS, "PII_VAULT_POLICY": str(policy)})
     try:
