@@ -15,7 +15,9 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY vault ./vault
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# The generated stubs live in the client distribution (pii-vault-client), which the server needs.
+COPY clients/python ./clients/python
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./clients/python .
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \

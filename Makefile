@@ -7,10 +7,10 @@ STAMP    := $(VENV)/.installed-stamp
 
 .PHONY: run test lint bench proto clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev]'
 	touch $(STAMP)
 
 ## run: initialise $(DATA_DIR) when empty (keyring, dev TLS, policy, SQLite) and serve mTLS on 127.0.0.1:50051
@@ -31,7 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-enable -q
 
-## proto: regenerate vault/v1 from proto/
+## proto: regenerate clients/python/src/pii_vault_client/v1 from proto/
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 

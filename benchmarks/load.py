@@ -47,9 +47,8 @@ from load_support import (
     render_table,
     summarize,
 )
-
-from vault.v1 import vault_pb2 as pb
-from vault.v1 import vault_pb2_grpc as pb_grpc
+from pii_vault_client.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
 MAX_DURATION = 600.0
 MAX_SUBJECTS = 2_000_000

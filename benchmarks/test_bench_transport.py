@@ -35,11 +35,11 @@ import grpc
 import pytest
 from bench_support import RatioTable, process_cpu_seconds
 from grpc_health.v1 import health_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from vault.bootstrap.pki import TlsPaths, create_dev_pki
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+from pii_vault_client.v1 import vault_pb2 as pb
+
 from vault.client import DEFAULT_TARGET, VaultClient
-from vault.v1 import vault_pb2 as pb
 
 
 def add_payment_method(

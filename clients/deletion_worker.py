@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import DEFAULT_TARGET, VaultClient
 from vault.crypto.documents import SHRED_RECEIPT, DocumentError, verify_payload
-from vault.v1 import vault_pb2 as pb
 
 CALLER = "deletion"
 DEFAULT_REASON = "account deletion requested"

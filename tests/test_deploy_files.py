@@ -185,11 +185,21 @@ def lock_pins() -> dict[str, tuple[str, int]]:
     return pins
 
 
+# Built from this repository (clients/python) into the image beside the server's own wheel;
+# the only runtime dependency given as a range, and the one absent from requirements.lock.
+LOCAL_DISTRIBUTION = "pii-vault-client"
+
+
 def test_lock_file_pins_every_runtime_dependency_at_pyprojects_version() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     pins = lock_pins()
     assert pins
+    assert LOCAL_DISTRIBUTION not in pins
+    local = [r for r in project["dependencies"] if canonical(r).startswith(LOCAL_DISTRIBUTION)]
+    assert len(local) == 1 and re.fullmatch(r"pii-vault-client>=[\d.]+,<[\d.]+", local[0])
     for requirement in project["dependencies"]:
+        if requirement in local:
+            continue
         match = re.fullmatch(r"([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==(\S+)", requirement)
         assert match, f"pyproject pins exactly: {requirement}"
         name, version = canonical(match[1]), match[2]
@@ -209,6 +219,8 @@ def test_dockerfile_is_pinned_hash_checked_non_root_and_makes_no_keys() -> None:
     )
     assert "--require-hashes -r /tmp/requirements.lock" in code
     assert "--no-deps /wheels/" in code
+    assert "COPY clients/python ./clients/python" in code
+    assert "--wheel-dir /wheels ./clients/python ." in code
     assert re.search(r"^USER 10001", code, re.M)
     assert "--init" not in code and " init" not in code
     assert "ca.key" not in code

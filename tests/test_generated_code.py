@@ -1,8 +1,9 @@
 """The generated vault.v1 code is fresh, complete and matches the contract.
 
 CI fails here when someone edits ``proto/`` without regenerating, when the
-committed ``vault/v1`` files were edited by hand, or when the proto stops
-passing ``buf lint`` (STANDARD).
+committed ``pii_vault_client/v1`` files (in the client distribution,
+``clients/python``) were edited by hand, or when the proto stops passing
+``buf lint`` (STANDARD).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GEN_SCRIPT = REPO_ROOT / "scripts" / "gen_proto.py"
-COMMITTED_DIR = REPO_ROOT / "vault" / "v1"
+GENERATED_PACKAGE = Path("clients") / "python" / "src" / "pii_vault_client" / "v1"
+COMMITTED_DIR = REPO_ROOT / GENERATED_PACKAGE
 GENERATED_FILES = (
     "__init__.py",
     "vault_pb2.py",
@@ -61,22 +63,22 @@ def test_committed_generated_code_matches_a_fresh_generation(tmp_path: Path) -> 
     )
     assert result.returncode == 0, f"gen_proto.py failed:\n{result.stdout}\n{result.stderr}"
 
-    fresh_dir = tmp_path / "vault" / "v1"
+    fresh_dir = tmp_path / GENERATED_PACKAGE
     assert _files_in(fresh_dir) == set(GENERATED_FILES)
     missing = [name for name in GENERATED_FILES if not (COMMITTED_DIR / name).is_file()]
-    assert not missing, f"vault/v1 lacks {missing}; {REGENERATE_HINT}"
+    assert not missing, f"{GENERATED_PACKAGE} lacks {missing}; {REGENERATE_HINT}"
     stale = [
         name
         for name in GENERATED_FILES
         if (fresh_dir / name).read_bytes() != (COMMITTED_DIR / name).read_bytes()
     ]
-    assert not stale, f"vault/v1/{{{', '.join(stale)}}} differ; {REGENERATE_HINT}"
+    assert not stale, f"{GENERATED_PACKAGE}/{{{', '.join(stale)}}} differ; {REGENERATE_HINT}"
 
 
 def test_generated_modules_expose_the_contract_services(monkeypatch: pytest.MonkeyPatch) -> None:
     # Import the committed modules of this work tree, installed or not.
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
-    from vault.v1 import vault_pb2, vault_pb2_grpc
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "clients" / "python" / "src"))
+    from pii_vault_client.v1 import vault_pb2, vault_pb2_grpc
 
     services = vault_pb2.DESCRIPTOR.services_by_name
     assert set(services) == set(EXPECTED_SERVICES)

@@ -11,8 +11,7 @@ from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-
-from vault.v1 import vault_pb2_grpc as pb_grpc
+from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 

@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-
-from vault.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

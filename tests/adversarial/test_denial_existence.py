@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
 from vault.policy import DEFAULT_POLICY_TOML
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, cast
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 from sqlalchemy import create_engine, text
 
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -15,9 +15,8 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 MARKER = "tamper-marker-5c2e"
 # Each tamper a database holder can write with the sqlite3 shell.

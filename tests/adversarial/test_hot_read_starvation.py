@@ -24,11 +24,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
 
 from vault.client import VaultClient
 from vault.config import Settings
-from vault.v1 import vault_pb2 as pb
 
 # A starved call waits out the 30 s pool timeout twice, so it fails at CALL_TIMEOUT
 # whenever the run is longer than that: the run need not be much longer.

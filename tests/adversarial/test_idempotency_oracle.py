@@ -31,11 +31,11 @@ from google.rpc import error_details_pb2
 from google.type import date_pb2
 from grpc_status import rpc_status
 from pg_databases import drop_postgres_database, new_postgres_database
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
 from vault.policy import DEFAULT_POLICY_TOML
 from vault.policy.policy import Policy
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

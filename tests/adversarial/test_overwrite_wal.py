@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.crypto.envelope import FORMAT_V1, InvalidCiphertextError
 from vault.errors import DataLoss
 from vault.keys.hierarchy import DataKeyMaterial, KeyHierarchy, SubjectKeyMaterial
 from vault.keys.local import LocalKeyProvider
 from vault.keys.provider import WrappedKey
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from clients.deletion_worker import ReceiptRejectedError, receipt_text
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -17,6 +17,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.bootstrap.app import App, build_app, init_data_dir
 from vault.bootstrap.pki import TlsPaths
@@ -24,7 +25,6 @@ from vault.bootstrap.tracing import install_tracing
 from vault.client import VaultClient
 from vault.config import Settings
 from vault.transport.server import ServerOptions, TlsFiles, build_server
-from vault.v1 import vault_pb2 as pb
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
 
 
 def main() -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
-from vault.v1 import vault_pb2 as pb
-from vault.v1 import vault_pb2_grpc as pb_grpc
+from pii_vault_client.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.e2e
 _LISTENING = re.compile(r"^listening on \S+:(\d+)$", re.MULTILINE)

@@ -20,10 +20,9 @@ from pathlib import Path
 import grpc
 import pytest
 from pg_databases import POSTGRES_ADMIN_URL, drop_postgres_database, new_postgres_database
+from pii_vault_client.v1 import vault_pb2 as pb
 from sqlalchemy import create_engine, text
 from vault_server import VaultServer, policy_with_put_budget
-
-from vault.v1 import vault_pb2 as pb
 
 RETRIABLE = {"OK", "UNAVAILABLE", "ABORTED"}
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from clients import deletion_worker
 from vault.crypto.signing import ReceiptSigner, new_signing_key_pem
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

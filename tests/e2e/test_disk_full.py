@@ -18,9 +18,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 ROOM = 1024 * 1024  # bytes the files may grow by
 PHONE = "+372 5123 4567"

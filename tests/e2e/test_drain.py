@@ -19,9 +19,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer, clean_env, policy_with_put_budget
-
-from vault.v1 import vault_pb2 as pb
 
 CLIENT = Path(__file__).with_name("drain_client.py")
 RETRIABLE = {"OK", "UNAVAILABLE"}

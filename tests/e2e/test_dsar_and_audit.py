@@ -30,10 +30,10 @@ from google.protobuf import json_format, timestamp_pb2
 from google.rpc import error_details_pb2
 from google.type import date_pb2, postal_address_pb2
 from grpc_status import rpc_status
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
 from vault.domain.shredding import signed_document, verify_receipt_document
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

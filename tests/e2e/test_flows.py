@@ -15,11 +15,11 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from pii_vault_client.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
 from vault.bootstrap.pki import TlsPaths, create_dev_pki
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
-from vault.v1 import vault_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

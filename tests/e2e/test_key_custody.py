@@ -18,9 +18,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from openbao import OpenBao, TcpProxy
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 PHONE = "+372 5123 4567"
 SEAL_WAIT = 15.0  # the server checks its provider every second

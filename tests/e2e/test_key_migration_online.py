@@ -20,10 +20,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer, clean_env, policy_with_put_budget, vault_command
 
 from vault.keys.uri import provider_from_uri
-from vault.v1 import vault_pb2 as pb
 
 THREADS = 6
 # The server checks its provider (and DIR/key-provider) this often; the command waits

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.crypto.envelope import (
     FieldCipher,
@@ -34,7 +35,6 @@ from vault.errors import Unavailable
 from vault.keys.local import LocalKeyProvider
 from vault.keys.provider import WrappedKey
 from vault.transport.servicer import RETIRED_VERSIONS_METADATA
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -15,9 +15,8 @@ import uuid
 from pathlib import Path
 
 import grpc
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 SUBJECTS = 200
 PHONE = "+372 5123 4567"

@@ -19,9 +19,8 @@ import uuid
 from pathlib import Path
 
 import grpc
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 SUBJECTS = 40
 

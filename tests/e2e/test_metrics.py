@@ -18,9 +18,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 PHONE = "+372 5123 4567"
 

@@ -15,9 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
-
-from vault.v1 import vault_pb2 as pb
 
 
 def test_calls_over_the_concurrency_limit_are_refused_resource_exhausted(

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 from google.type import date_pb2, postal_address_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.bootstrap.pki import TlsPaths, issue_client_certificate
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

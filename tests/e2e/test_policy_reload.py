@@ -25,10 +25,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
 from vault.policy import DEFAULT_POLICY_TOML
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

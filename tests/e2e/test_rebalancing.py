@@ -24,10 +24,10 @@ from pathlib import Path
 import grpc
 import pytest
 from pg_databases import drop_postgres_database, new_postgres_database
+from pii_vault_client.v1 import vault_pb2 as pb
 from vault_server import VaultServer
 
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
 
 SHARED_FILES = ("keyring.json", "policy.toml", "receipt-signing.key", "receipt-signing.pub")
 RETRY_CONFIG = json.dumps(

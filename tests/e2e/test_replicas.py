@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 from pg_databases import drop_postgres_database, new_postgres_database
-
-from vault.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -19,10 +19,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
 from vault.transport.servicer import SEALED_MESSAGE
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

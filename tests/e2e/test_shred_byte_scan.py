@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from google.type import date_pb2, postal_address_pb2
-
-from vault.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

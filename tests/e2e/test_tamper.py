@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import VaultClient
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.type import date_pb2, postal_address_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.domain.audit_reader import AuditRecord, ChainedEvent
 from vault.domain.key_admin import RotationStatus
@@ -39,7 +40,6 @@ from vault.transport.convert import (
     view_name,
     view_to_proto,
 )
-from vault.v1 import vault_pb2 as pb
 
 MAX_BYTES = 4096
 NOW = datetime(2026, 11, 22, 12, 30, 15, 123456, tzinfo=UTC)

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.client import DEFAULT_TARGET, VaultClient
 from vault.environment import DEFAULT_DATA_DIR, read_variable
-from vault.v1 import vault_pb2 as pb
 
 if TYPE_CHECKING:
     from google.protobuf import timestamp_pb2

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 from google.type import date_pb2, postal_address_pb2
+from pii_vault_client.v1 import vault_pb2 as pb
 
 from vault.crypto.documents import SignedDocument
 from vault.domain.audit_reader import AuditRecord, ChainedEvent
@@ -16,7 +17,6 @@ from vault.domain.model import FieldRead, FieldView
 from vault.domain.shredding import ShredReceipt, anchor_from_fields
 from vault.errors import InvalidArgument, ResourceExhausted
 from vault.fields import base as f
-from vault.v1 import vault_pb2 as pb
 
 FIELD_TYPES: dict[f.FieldType, int] = {
     f.FieldType.PHONE: pb.FIELD_TYPE_PHONE,

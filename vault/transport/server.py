@@ -21,6 +21,8 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pii_vault_client.v1 import vault_pb2
+from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
 from vault.domain.audit_reader import AuditReader
 from vault.domain.key_admin import KeyAdmin
@@ -36,8 +38,6 @@ from vault.transport.servicer import (
     ServingGate,
     VaultServicer,
 )
-from vault.v1 import vault_pb2
-from vault.v1 import vault_pb2_grpc as pb_grpc
 
 log = logging.getLogger("vault.server")
 

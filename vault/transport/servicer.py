@@ -13,6 +13,8 @@ from datetime import UTC
 from typing import Any, Concatenate, Protocol, TypeVar, cast
 
 import grpc
+from pii_vault_client.v1 import vault_pb2 as pb
+from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
 from vault.domain.audit_reader import AuditReader
 from vault.domain.key_admin import KeyAdmin
@@ -31,8 +33,6 @@ from vault.transport import convert
 from vault.transport.identity import caller_from_certificate
 from vault.transport.request_ids import CURRENT_CALL
 from vault.transport.status import abort, abort_internal, status_proto
-from vault.v1 import vault_pb2 as pb
-from vault.v1 import vault_pb2_grpc as pb_grpc
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")

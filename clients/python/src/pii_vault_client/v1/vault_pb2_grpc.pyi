@@ -10,7 +10,7 @@ only where the caller's policy grants it for the stated purpose.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from vault.v1 import vault_pb2 as _vault_pb2
+from pii_vault_client.v1 import vault_pb2 as _vault_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

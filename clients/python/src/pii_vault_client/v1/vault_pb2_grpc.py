@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from vault.v1 import vault_pb2 as vault_dot_v1_dot_vault__pb2
+from pii_vault_client.v1 import vault_pb2 as vault_dot_v1_dot_vault__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
