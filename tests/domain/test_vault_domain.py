@@ -25,7 +25,7 @@ from vault.audit.records import AuditRecord
 from vault.bootstrap.app import PolicyHolder, load_index_keys
 from vault.crypto.envelope import InvalidCiphertextError
 from vault.crypto.tokens import looks_like_token, new_token, token_digest
-from vault.domain.model import GetRequest
+from vault.domain.model import FieldRead, GetRequest
 from vault.domain.rate_limit import Budget, Rate, RateLimiter, RateLimits
 from vault.domain.records import StoredField
 from vault.domain.vault import Vault
@@ -38,6 +38,7 @@ from vault.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unavailable,
+    VaultError,
 )
 from vault.fields import Email, FieldType, PaymentCard, PaymentToken, PhoneNumber
 from vault.keys.hierarchy import KeyHierarchy
@@ -364,6 +365,43 @@ def test_batch_get_reports_each_item(h: Harness) -> None:
         ],
     )
     assert [type(r).__name__ for r in results] == ["FieldRead", "NotFound", "PermissionDenied"]
+
+
+def test_batch_get_answers_each_item_as_a_single_get_would(h: Harness) -> None:
+    """One row read serves the batch; each answer still equals its own GetField's."""
+    for n in range(30):
+        h.vault.put_field("registration", f"s-{n}", "phone", PhoneNumber(f"+372 5{n:03d} 4567"))
+    h.vault.put_field("registration", "s-0", "phone", OTHER_PHONE)  # version 2
+    with h.store.write() as tx:
+        tx.data.execute(text("UPDATE subjects SET state = 'shredded' WHERE subject_id = 's-29'"))
+    items = [GetRequest(f"s-{n}", "phone", view="token") for n in range(29, -1, -1)]
+    items += [GetRequest("s-3", "phone"), GetRequest("s-3", "phone"), GetRequest("s-3", "fax")]
+    items += [GetRequest("nobody", "phone"), GetRequest("s-4", "phone", view="plaintext")]
+    items += [GetRequest("bad id!", "phone")]
+
+    def answer(item: GetRequest) -> object:
+        try:
+            read = h.vault.get_field("registration", item.subject_id, item.field, item.view)
+        except VaultError as error:
+            return (type(error).__name__, error.message)
+        return read
+
+    singles = [answer(item) for item in items]
+    batch = [
+        r if isinstance(r, FieldRead) else (type(r).__name__, r.message)
+        for r in h.vault.batch_get("registration", items)
+    ]
+    assert batch == singles
+    assert batch[0] == ("FailedPrecondition", "subject is shredded")
+    assert isinstance(batch[29], FieldRead) and batch[29].view.version == 2
+    assert [r if isinstance(r, tuple) else "read" for r in batch[30:]] == [
+        "read",
+        "read",
+        ("NotFound", "field not found"),
+        ("NotFound", "field not found"),
+        ("PermissionDenied", batch[34][1]),  # type: ignore[index]
+        ("InvalidArgument", batch[35][1]),  # type: ignore[index]
+    ]
 
 
 # -- replacing a value ------------------------------------------------------------------

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -72,6 +73,40 @@ def test_hot_read_never_returns_a_shredded_subject(store: Store, hot: HotReads) 
     with store.write() as tx:
         tx.data.execute(text("UPDATE subjects SET state = 'shredded' WHERE subject_id = 's-3'"))
     assert hot.get_field("s-3", "phone") is None
+
+
+def test_batch_read_answers_each_live_row_once_in_one_statement(
+    store: Store, hot: HotReads
+) -> None:
+    written = {k: write_field(store, *k) for k in [("b-1", "phone"), ("b-2", "phone")]}
+    write_field(store, "b-3", "phone")
+    with store.write() as tx:
+        tx.data.execute(text("UPDATE subjects SET state = 'shredded' WHERE subject_id = 'b-3'"))
+    asked = [("b-1", "phone"), ("b-2", "phone"), ("b-1", "phone"), ("b-3", "phone")]
+    asked += [("b-1", "email"), ("nobody", "phone")]
+    statements: list[str] = []
+    real_run = hot._run
+
+    def counted(statement: Any, values: dict[str, Any]) -> list[Any]:
+        statements.append(statement[0])
+        return real_run(statement, values)
+
+    hot._run = counted  # type: ignore[method-assign]
+    found = hot.get_fields(asked)
+    # The duplicate asked once; the shredded subject, the missing field and subject absent.
+    assert found == written
+    assert len(statements) == 1
+    assert hot.get_fields([]) == {}
+    assert len(statements) == 1
+
+
+def test_batch_read_of_a_hundred_rows_matches_single_reads(store: Store, hot: HotReads) -> None:
+    for n in range(100):
+        write_field(store, f"h-{n}", "phone")
+    keys = [(f"h-{n}", "phone") for n in range(99, -1, -1)]
+    found = hot.get_fields(keys)
+    assert len(found) == 100
+    assert all(found[key] == hot.get_field(*key) for key in keys)
 
 
 def test_hot_read_reconnects_after_its_connection_dies(store: Store, hot: HotReads) -> None:

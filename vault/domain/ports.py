@@ -10,7 +10,7 @@ keys it deletes after commit go only once the data rows naming them are gone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol, TypeVar
@@ -410,5 +410,8 @@ class FieldReader(Protocol):
     """The masked-read hot path: one field row, read outside any unit of work."""
 
     def get_field(self, subject_id: str, field: str) -> StoredField | None: ...
+
+    def get_fields(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredField]:
+        """Many live rows in one statement (a batch); the missing ones are absent."""
 
     def dispose(self) -> None: ...

@@ -52,6 +52,12 @@ class FieldReads(FieldAccess):
     def get_field(
         self, caller: str, subject_id: str, field: str, view: str = "masked", purpose: str = ""
     ) -> FieldRead:
+        wanted = self._check_get(caller, subject_id, field, view, purpose)
+        stored = self._hot.get_field(subject_id, field)
+        return self._get_read(caller, subject_id, field, wanted, purpose, stored)
+
+    def _check_get(self, caller: str, subject_id: str, field: str, view: str, purpose: str) -> View:
+        """What is decided before the lookup: the request's shape and the caller's grant."""
         check_subject_id(subject_id, self.limits)
         check_field_name(field, self.limits)
         check_purpose(purpose, self.limits)
@@ -63,7 +69,19 @@ class FieldReads(FieldAccess):
         self._require(
             caller, Action.GET, subject_id=subject_id, field=field, view=wanted, purpose=purpose
         )
-        stored, cipher = self._locate(caller, subject_id, field, wanted, purpose)
+        return wanted
+
+    def _get_read(
+        self,
+        caller: str,
+        subject_id: str,
+        field: str,
+        wanted: View,
+        purpose: str,
+        row: StoredField | None,
+    ) -> FieldRead:
+        """The rest of a get, from the field's row as read (``None``: there is none)."""
+        stored, cipher = self._locate(caller, subject_id, field, wanted, purpose, row)
         self.guards.check_canary(caller, AuditAction.GET, subject_id, field)
         self.guards.check_consent(caller, AuditAction.GET, subject_id, purpose)
         if wanted is View.PLAINTEXT:
@@ -83,16 +101,24 @@ class FieldReads(FieldAccess):
         read = FieldRead(self._view(stored, cipher, with_token=wanted is View.TOKEN))
         # A masked or token read shows no value: its trace is appended in a batch.
         self._audit.record_later(
-            caller, AuditAction.GET, subject_id=subject_id, field=field, view=view
+            caller, AuditAction.GET, subject_id=subject_id, field=field, view=wanted.value
         )
         return read
 
     def _locate(
-        self, caller: str, subject_id: str, field: str, wanted: View, purpose: str
+        self,
+        caller: str,
+        subject_id: str,
+        field: str,
+        wanted: View,
+        purpose: str,
+        row: StoredField | None,
     ) -> tuple[StoredField, FieldCipher]:
-        """The hot path: one row read, the policy, and a cached data key if there is one."""
+        """The hot path: the row as read, the policy, and a cached data key if there is one."""
+        stored = row
         for attempt in (1, 2):
-            stored = self._hot.get_field(subject_id, field)
+            if attempt == 2:
+                stored = self._hot.get_field(subject_id, field)
             if stored is None:
                 with self._store.read() as tx:
                     self._raise_missing(tx, subject_id, FIELD_NOT_FOUND)
@@ -114,11 +140,11 @@ class FieldReads(FieldAccess):
                     return stored, self._cipher(tx, stored)
             except DataKeyGoneError:
                 # Replaced or deleted between the two reads: read the row again.
-                if attempt == 2:
-                    break
+                continue
         raise DataLoss("the field's data key is missing")
 
     def batch_get(self, caller: str, items: Sequence[GetRequest]) -> list[FieldRead | VaultError]:
+        """Each item answered as ``get_field`` would, with one row read for the whole batch."""
         if len(items) > self.limits.max_batch:
             raise ResourceExhausted(
                 f"a batch holds at most {self.limits.max_batch} items", field="items"
@@ -126,10 +152,33 @@ class FieldReads(FieldAccess):
         results: list[FieldRead | VaultError] = []
         # Every denial and reveal of the batch is one audit write, made before it answers.
         with self._audit.request():
+            checked: list[View | VaultError] = []
             for item in items:
                 try:
+                    checked.append(
+                        self._check_get(
+                            caller, item.subject_id, item.field, item.view, item.purpose
+                        )
+                    )
+                except VaultError as error:
+                    checked.append(error)
+            rows = self._hot.get_fields(
+                [
+                    (item.subject_id, item.field)
+                    for item, wanted in zip(items, checked, strict=True)
+                    if isinstance(wanted, View)
+                ]
+            )
+            for item, wanted in zip(items, checked, strict=True):
+                if not isinstance(wanted, View):
+                    results.append(wanted)
+                    continue
+                try:
+                    row = rows.get((item.subject_id, item.field))
                     results.append(
-                        self.get_field(caller, item.subject_id, item.field, item.view, item.purpose)
+                        self._get_read(
+                            caller, item.subject_id, item.field, wanted, item.purpose, row
+                        )
                     )
                 except VaultError as error:
                     results.append(error)

@@ -93,21 +93,26 @@ def _malformed(field: str | None) -> DataLoss:
 
 # Rows of a shredded subject are never read back, whatever lingers (a field
 # row, a warm key cache): the callers then find the tombstone instead.
-_LIVE_FIELDS = (
+LIVE_FIELDS = (
     select(*_FIELD_COLUMNS)
     .select_from(_fields.join(_subjects, _subjects.c.subject_id == _fields.c.subject_id))
     .where(_subjects.c.state != SubjectState.SHREDDED)
 )
-# Built once: statement construction costs more than the SQLite query itself.
-GET_FIELD = _LIVE_FIELDS.where(
-    _fields.c.subject_id == bindparam("subject_id"), _fields.c.field == bindparam("field")
-)
 
-_LIST_FIELDS = _LIVE_FIELDS.where(_fields.c.subject_id == bindparam("subject_id")).order_by(
+
+def field_key(subject_id: Any, field: Any) -> tuple[Any, Any]:
+    """The clauses that pick one field row, for bound parameters or values."""
+    return _fields.c.subject_id == subject_id, _fields.c.field == field
+
+
+# Built once: statement construction costs more than the SQLite query itself.
+GET_FIELD = LIVE_FIELDS.where(*field_key(bindparam("subject_id"), bindparam("field")))
+
+_LIST_FIELDS = LIVE_FIELDS.where(_fields.c.subject_id == bindparam("subject_id")).order_by(
     _fields.c.field
 )
 
-_FIELD_BY_TOKEN = _LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest"))
+_FIELD_BY_TOKEN = LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest"))
 
 _INSERT_FIELD = insert(_fields)
 _THIS_FIELD = (

@@ -26,15 +26,16 @@ anything else is a bug and answers INTERNAL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, bindparam, or_
 from sqlalchemy.exc import DBAPIError
 
 from vault.domain.records import StoredField
 from vault.errors import Unavailable
 from vault.storage.database import database_failure, make_engine
-from vault.storage.fields import GET_FIELD, checked_field
+from vault.storage.fields import GET_FIELD, LIVE_FIELDS, checked_field, field_key
 
 
 class HotReads:
@@ -47,11 +48,9 @@ class HotReads:
         self._dialect = self._engine.dialect
         self._sqlite = self._dialect.name == "sqlite"
         self._driver_error: type[Exception] = self._dialect.loaded_dbapi.Error
-        compiled = GET_FIELD.compile(dialect=self._dialect)
-        self._get_field_sql = str(compiled)
-        # SQLite compiles to "?" placeholders, psycopg to named ones.
-        self._positional = tuple(compiled.positiontup or ()) if compiled.positional else None
-        self._constants = {k: v for k, v in compiled.params.items() if v is not None}
+        self._get_field = self._compile(GET_FIELD)
+        # BatchGetFields: one statement per batch size, compiled on first use.
+        self._get_fields: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
         # list.pop() and list.append() are atomic: the free list needs no lock.
         self._idle: list[Any] = []
 
@@ -83,18 +82,60 @@ class HotReads:
                 return
             connection.invalidate()
 
+    def _compile(self, statement: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        compiled = statement.compile(dialect=self._dialect)
+        # SQLite compiles to "?" placeholders, psycopg to named ones.
+        positional = tuple(compiled.positiontup or ()) if compiled.positional else None
+        constants = {k: v for k, v in compiled.params.items() if v is not None}
+        return str(compiled), positional, constants
+
     def get_field(self, subject_id: str, field: str) -> StoredField | None:
-        named = {**self._constants, "subject_id": subject_id, "field": field}
-        params: Any = (
-            named if self._positional is None else tuple(named[n] for n in self._positional)
-        )
+        rows = self._run(self._get_field, {"subject_id": subject_id, "field": field})
+        return checked_field(rows[0], field) if rows else None
+
+    def get_fields(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredField]:
+        """The live rows of ``keys`` (subject id, field) in one statement; missing ones absent."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        statement = self._get_fields.get(len(wanted))
+        if statement is None:
+            statement = self._compile(
+                LIVE_FIELDS.where(
+                    or_(
+                        *(
+                            and_(*field_key(bindparam(f"s{i}"), bindparam(f"f{i}")))
+                            for i in range(len(wanted))
+                        )
+                    )
+                )
+            )
+            self._get_fields[len(wanted)] = statement
+        named: dict[str, Any] = {}
+        for i, (subject_id, field) in enumerate(wanted):
+            named[f"s{i}"] = subject_id
+            named[f"f{i}"] = field
+        found: dict[tuple[str, str], StoredField] = {}
+        for row in self._run(statement, named):
+            stored = checked_field(row, None)
+            found[(stored.subject_id, stored.field)] = stored
+        return found
+
+    def _run(
+        self,
+        statement: tuple[str, tuple[str, ...] | None, dict[str, Any]],
+        values: dict[str, Any],
+    ) -> list[Any]:
+        sql, positional, constants = statement
+        named = {**constants, **values}
+        params: Any = named if positional is None else tuple(named[n] for n in positional)
         for attempt in (1, 2):
             connection = self._lease()
             try:
                 cursor = connection.cursor()
                 try:
-                    cursor.execute(self._get_field_sql, params)
-                    row = cursor.fetchone()
+                    cursor.execute(sql, params)
+                    rows: list[Any] = cursor.fetchall()
                 finally:
                     cursor.close()
             except self._driver_error as exc:
@@ -115,7 +156,7 @@ class HotReads:
                 connection.invalidate()
                 raise
             self._idle.append(connection)
-            return None if row is None else checked_field(row, field)
+            return rows
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def dispose(self) -> None:
