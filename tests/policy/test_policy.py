@@ -494,3 +494,32 @@ def test_requires_consent_false_is_recorded_as_not_required() -> None:
     assert not policy.requires_consent("analytics")
     assert policy.requires_consent("newsletter")
     assert policy.callers() == frozenset()
+
+
+def test_compiled_answers_equal_decide_on_every_ask_and_past_the_table_bound(
+    default: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``allows`` keeps its answers per request shape; they must stay ``decide``'s answers."""
+    import vault.policy.policy as policy_module
+
+    monkeypatch.setattr(policy_module, "_MAX_DECISIONS", 50)
+    asks = [
+        (caller, action, field_type, field, view, purpose)
+        for caller in ("registration", "checkout", "privacy-desk", "nobody")
+        for action in (Action.GET, Action.PUT, Action.DETOKENIZE)
+        for field_type in ("phone", "payment_token", "card")
+        for field in ("phone", "card.primary", "x")
+        for view in (View.MASKED, View.PLAINTEXT)
+        for purpose in ("", "checkout", "dsar")
+    ]
+    for _round in range(3):  # first ask compiles, the next ones read the table (or refill it)
+        for caller, action, field_type, field, view, purpose in asks:
+            asked = default.allows(
+                caller, action, field_type=field_type, field=field, view=view, purpose=purpose
+            )
+            decided = default.decide(
+                caller, action, field_type=field_type, field=field, view=view, purpose=purpose
+            )
+            assert asked == decided.allowed
+    assert len(default._decisions) <= 50
+    assert default.allows("checkout", Action.GET, field_type="card", field="card.primary")

@@ -71,6 +71,8 @@ _GET: Final = Action.GET.value
 _MASKED: Final = View.MASKED.value
 _PLAINTEXT: Final = View.PLAINTEXT.value
 _FIELD_TYPES: Final = frozenset(member.value for member in FieldType)
+_MAX_DECISIONS: Final = 65_536
+"""Compiled ``allows`` answers one policy keeps before it starts afresh."""
 
 
 def _effective_view(action: str, view: str | None) -> str | None:
@@ -87,7 +89,7 @@ def _is_reveal(action: str, effective_view: str | None) -> bool:
 class Policy:
     """An immutable, validated policy. Build one with ``from_toml`` or ``load``."""
 
-    __slots__ = ("_callers", "_consent_purposes", "_index", "identity", "limits")
+    __slots__ = ("_callers", "_consent_purposes", "_decisions", "_index", "identity", "limits")
 
     def __init__(
         self,
@@ -101,6 +103,9 @@ class Policy:
         self._callers = callers
         self._consent_purposes = consent_purposes
         self.limits = limits or RateLimits()
+        self._decisions: dict[
+            tuple[str, Action, str | None, str | None, View | None, str], bool
+        ] = {}
         # How a client certificate names its caller ([identity]).
         self.identity = identity
 
@@ -137,8 +142,21 @@ class Policy:
         view: View | None = None,
         purpose: str = "",
     ) -> bool:
-        """The hot-path form of ``decide``: same answer, no reason built."""
-        return self._find_grant(caller, action, field_type, field, view, purpose) is not None
+        """The hot-path form of ``decide``: same answer, no reason built.
+
+        Answers are compiled per caller x action x type x field x view x
+        purpose on first use and kept for the life of this (immutable) policy,
+        so a reload starts afresh. The table is bounded: field names and
+        purposes come from callers, so it is emptied when it fills up.
+        """
+        key = (caller, action, field_type, field, view, purpose)
+        known = self._decisions.get(key)
+        if known is None:
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()
+            known = self._find_grant(caller, action, field_type, field, view, purpose) is not None
+            self._decisions[key] = known
+        return known
 
     def decide(
         self,
