@@ -45,13 +45,11 @@ def _npm() -> str:
 
 
 def _installed() -> bool:
-    return (
-        INSTALLED_LOCK.is_file() and INSTALLED_LOCK.stat().st_mtime >= LOCKFILE.stat().st_mtime
-    )
+    return INSTALLED_LOCK.is_file() and INSTALLED_LOCK.stat().st_mtime >= LOCKFILE.stat().st_mtime
 
 
 def _run(command: list[str], timeout: int, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+    result = subprocess.run(
         command,
         cwd=NODE_CLIENT,
         capture_output=True,
