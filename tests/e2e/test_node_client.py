@@ -1,7 +1,8 @@
 """The TypeScript client (clients/node) runs its flows against the real server over mTLS.
 
 ``npm ci`` installs the exact versions of ``clients/node/package-lock.json``
-once (again only when the lockfile changes), then ``npm test`` compiles the
+once (again only when the lockfile changes; ``scripts/gen_proto.py``'s
+``install_node_tools``, which the codegen test shares), then ``npm test`` compiles the
 client (tsc, strict) and runs its ``node:test`` suite -- registration, checkout
 (a card and a payment token, the token detokenized) and deletion (shred and
 receipt) -- against a ``pii-vault serve`` started here, with the address and
@@ -21,16 +22,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from scripts.gen_proto import install_node_tools
+
 if TYPE_CHECKING:
     from vault_server import VaultServer
 
 pytestmark = pytest.mark.e2e
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
-LOCKFILE = NODE_CLIENT / "package-lock.json"
-# npm ci writes this copy of the lockfile; it is current when the install is.
-INSTALLED_LOCK = NODE_CLIENT / "node_modules" / ".package-lock.json"
-NPM_CI_TIMEOUT = 600
 NPM_TEST_TIMEOUT = 300
 
 
@@ -42,10 +41,6 @@ def _npm() -> str:
             pytest.fail(f"{reason}, and VAULT_REQUIRE_NODE=1 says it must")
         pytest.skip(reason)
     return npm
-
-
-def _installed() -> bool:
-    return INSTALLED_LOCK.is_file() and INSTALLED_LOCK.stat().st_mtime >= LOCKFILE.stat().st_mtime
 
 
 def _run(command: list[str], timeout: int, env: dict[str, str] | None = None) -> None:
@@ -65,8 +60,7 @@ def _run(command: list[str], timeout: int, env: dict[str, str] | None = None) ->
 
 def test_typescript_client_flows_against_the_real_server(sqlite_server: VaultServer) -> None:
     npm = _npm()
-    if not _installed():
-        _run([npm, "ci", "--no-audit", "--no-fund"], NPM_CI_TIMEOUT)
+    install_node_tools()
     env = {
         **os.environ,
         "PII_VAULT_NODE_TEST_ADDRESS": sqlite_server.target,
