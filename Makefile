@@ -21,10 +21,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q -n auto --dist loadscope
 
-## lint: ruff, mypy --strict on the package, and the layer contracts in .importlinter
+## lint: ruff, mypy --strict on the server and on the client distribution, and the layer contracts in .importlinter
 lint: $(STAMP)
 	$(BIN)/ruff check vault tests benchmarks clients scripts
 	$(BIN)/mypy vault
+	$(BIN)/mypy -p pii_vault_client
 	$(BIN)/lint-imports
 
 ## bench: pytest-benchmark figures (ratios against raw baselines, same run)

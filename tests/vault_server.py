@@ -117,7 +117,8 @@ class VaultServer:
 
     def client(self, caller: str) -> VaultClient:
         """A client presenting ``caller``'s certificate from the dev PKI; closed on stop."""
-        client = VaultClient.for_caller(self.data_dir, caller, self.target)
+        # retry=None: tests observe the server's own answers, not the client's retries.
+        client = VaultClient.for_caller(self.data_dir, caller, self.target, retry=None)
         self._clients.append(client)
         return client
 

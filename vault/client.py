@@ -1,61 +1,64 @@
-"""A thin Python client: an mTLS channel and the vault.v1 stubs.
+"""The server package's client: ``pii_vault_client`` (clients/python) plus gRPC health.
 
-client = VaultClient.for_caller("var/vault", "registration")
-view = client.vault.PutField(vault_pb2.PutFieldRequest(...)).view
+The client lives in its own light distribution, ``pii-vault-client``; this module
+re-exports it for code inside the server package (the CLI's caller commands, the
+tests) and adds the ``grpc.health.v1`` stub, whose package (grpcio-health-checking)
+the server has and the client distribution does not need.
+
+    client = VaultClient.for_caller("var/vault", "registration")
+    view = client.put_field(vault_pb2.PutFieldRequest(...)).view
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from types import TracebackType
+from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2_grpc
-from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
+from pii_vault_client import (
+    DEFAULT_TARGET,
+    AsyncVaultClient,
+    Credentials,
+    VaultError,
+    error_info,
+    error_reason,
+    from_rpc_error,
+    retry_delay,
+)
+from pii_vault_client import VaultClient as _LightClient
 
-DEFAULT_TARGET = "localhost:50051"
+__all__ = [
+    "DEFAULT_TARGET",
+    "AsyncVaultClient",
+    "Credentials",
+    "VaultClient",
+    "VaultError",
+    "error_info",
+    "error_reason",
+    "from_rpc_error",
+    "retry_delay",
+]
 
 
-class VaultClient:
+class VaultClient(_LightClient):
+    """``pii_vault_client.VaultClient`` with ``health``, the gRPC health stub.
+
+    Also takes the PEM bytes as ``ca_cert=``, ``client_cert=``, ``client_key=``
+    instead of ``credentials``, as this module's earlier client did.
+    """
+
     def __init__(
         self,
         target: str,
+        credentials: Credentials | None = None,
         *,
-        ca_cert: bytes,
-        client_cert: bytes,
-        client_key: bytes,
-        options: list[tuple[str, int | str]] | None = None,
+        ca_cert: bytes | None = None,
+        client_cert: bytes | None = None,
+        client_key: bytes | None = None,
+        **settings: Any,
     ) -> None:
-        credentials = grpc.ssl_channel_credentials(ca_cert, client_key, client_cert)
-        self.channel = grpc.secure_channel(target, credentials, options=options or [])
-        self.vault = pb_grpc.VaultServiceStub(self.channel)
-        self.keys = pb_grpc.KeyAdminServiceStub(self.channel)
-        self.audit = pb_grpc.AuditServiceStub(self.channel)
+        if credentials is None:
+            if ca_cert is None or client_cert is None or client_key is None:
+                raise TypeError("give credentials, or ca_cert, client_cert and client_key")
+            credentials = Credentials(ca=ca_cert, cert=client_cert, key=client_key)
+        super().__init__(target, credentials, **settings)
         self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    @classmethod
-    def for_caller(
-        cls, data_dir: str | Path, caller: str, target: str = DEFAULT_TARGET
-    ) -> VaultClient:
-        """Use the dev PKI that ``pii-vault init`` made in ``data_dir``."""
-        tls = Path(data_dir) / "tls"
-        return cls(
-            target,
-            ca_cert=(tls / "ca.crt").read_bytes(),
-            client_cert=(tls / "clients" / f"{caller}.crt").read_bytes(),
-            client_key=(tls / "clients" / f"{caller}.key").read_bytes(),
-        )
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self) -> VaultClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
