@@ -28,8 +28,9 @@ lint: $(STAMP)
 	$(BIN)/mypy -p pii_vault_client
 	$(BIN)/lint-imports
 
-## bench: pytest-benchmark figures (ratios against raw baselines, same run)
+## bench: pytest-benchmark figures (ratios against raw baselines, same run); the peers of the bench extra
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-enable -q
 
 ## proto: regenerate clients/python/src/pii_vault_client/v1 from proto/
