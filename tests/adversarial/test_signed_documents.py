@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pii_vault_client.v1 import vault_pb2 as pb
 
-from clients.deletion_worker import ReceiptRejectedError, receipt_text
+from clients.examples.deletion_worker import ReceiptRejectedError, receipt_text
 
 if TYPE_CHECKING:
     from vault_server import VaultServer

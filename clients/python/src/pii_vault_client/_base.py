@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -21,6 +21,9 @@ from pii_vault_client.config import (
 )
 from pii_vault_client.credentials import Credentials
 
+if TYPE_CHECKING:
+    from pii_vault_client.errors import VaultError
+
 DEFAULT_TARGET = "localhost:50051"
 
 
@@ -32,6 +35,9 @@ class Default(enum.Enum):
 
 DEFAULT = Default.DEFAULT
 Timeout = float | None | Default
+#: ``on_retry(method, error, attempt, pause)``: the call failed with ``error`` on
+#: attempt ``attempt`` (from 1) and is sent again after ``pause`` seconds.
+RetryHook = Callable[[str, "VaultError", int, float], None]
 
 
 class Settings:

@@ -20,7 +20,15 @@ from typing import Any, Self, TypeVar
 import grpc
 import grpc.aio
 
-from pii_vault_client._base import DEFAULT, DEFAULT_TARGET, Settings, Timeout, remaining, retryable
+from pii_vault_client._base import (
+    DEFAULT,
+    DEFAULT_TARGET,
+    RetryHook,
+    Settings,
+    Timeout,
+    remaining,
+    retryable,
+)
 from pii_vault_client.config import DEFAULT_KEEPALIVE, DEFAULT_RETRY, Keepalive, RetryPolicy
 from pii_vault_client.credentials import Credentials
 from pii_vault_client.errors import from_rpc_error
@@ -38,6 +46,8 @@ class AsyncVaultClient:
     ``round_robin=True`` to spread calls over every address the name resolves to.
     ``retry=None`` turns retries off; ``keepalive=None`` turns pings off;
     ``options`` are extra gRPC channel arguments (they win over ours).
+    ``on_retry(method, error, attempt, pause)`` is told of each retry the client
+    makes itself (keyed calls; gRPC retries reads without telling).
     """
 
     def __init__(
@@ -50,6 +60,7 @@ class AsyncVaultClient:
         keepalive: Keepalive | None = DEFAULT_KEEPALIVE,
         round_robin: bool = False,
         options: Sequence[tuple[str, Any]] = (),
+        on_retry: RetryHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.target = target
@@ -61,6 +72,7 @@ class AsyncVaultClient:
             options=options,
         )
         self._sleep = sleep
+        self._on_retry = on_retry
         self.channel = grpc.aio.secure_channel(
             target, credentials.channel_credentials(), options=self._settings.options
         )
@@ -125,8 +137,11 @@ class AsyncVaultClient:
                 pause = None
                 if attempt < attempts and retryable(error):
                     pause = self._settings.pause_before(attempt, deadline)
+                failure = from_rpc_error(error, method)
                 if pause is None:
-                    raise from_rpc_error(error, method) from error
+                    raise failure from error
+                if self._on_retry is not None:
+                    self._on_retry(method, failure, attempt, pause)
             await self._sleep(pause)
             attempt += 1
 

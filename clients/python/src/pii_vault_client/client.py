@@ -24,7 +24,15 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from pii_vault_client._base import DEFAULT, DEFAULT_TARGET, Settings, Timeout, remaining, retryable
+from pii_vault_client._base import (
+    DEFAULT,
+    DEFAULT_TARGET,
+    RetryHook,
+    Settings,
+    Timeout,
+    remaining,
+    retryable,
+)
 from pii_vault_client.config import DEFAULT_KEEPALIVE, DEFAULT_RETRY, Keepalive, RetryPolicy
 from pii_vault_client.credentials import Credentials
 from pii_vault_client.errors import from_rpc_error
@@ -42,6 +50,8 @@ class VaultClient:
     ``round_robin=True`` to spread calls over every address the name resolves to.
     ``retry=None`` turns retries off; ``keepalive=None`` turns pings off;
     ``options`` are extra gRPC channel arguments (they win over ours).
+    ``on_retry(method, error, attempt, pause)`` is told of each retry the client
+    makes itself (keyed calls; gRPC retries reads without telling).
     """
 
     def __init__(
@@ -54,6 +64,7 @@ class VaultClient:
         keepalive: Keepalive | None = DEFAULT_KEEPALIVE,
         round_robin: bool = False,
         options: Sequence[tuple[str, Any]] = (),
+        on_retry: RetryHook | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.target = target
@@ -65,6 +76,7 @@ class VaultClient:
             options=options,
         )
         self._sleep = sleep
+        self._on_retry = on_retry
         self.channel = grpc.secure_channel(
             target, credentials.channel_credentials(), options=self._settings.options
         )
@@ -129,8 +141,11 @@ class VaultClient:
                 pause = None
                 if attempt < attempts and retryable(error):
                     pause = self._settings.pause_before(attempt, deadline)
+                failure = from_rpc_error(error, method)
                 if pause is None:
-                    raise from_rpc_error(error, method) from error
+                    raise failure from error
+                if self._on_retry is not None:
+                    self._on_retry(method, failure, attempt, pause)
             self._sleep(pause)
             attempt += 1
 

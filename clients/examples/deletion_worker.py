@@ -1,22 +1,23 @@
-"""Example caller: the deletion workflow's worker.
+"""Example caller: the deletion workflow's worker, on pii-vault-client alone.
 
 Erases accounts: for each account id it asks the vault to crypto-shred the
 subject, checks the signed receipt with the vault's public receipt key and
 files it as ``RECEIPTS_DIR/<account>.json`` (the ``pii-vault receipts verify``
-format). It never sees a value.
+format). It never sees a value. Needs ``pip install 'pii-vault-client[receipts]'``.
 
-    python -m clients.deletion_worker --data-dir var/vault --receipts-dir receipts acct-1 acct-2
-    python -m clients.deletion_worker --data-dir var/vault --receipts-dir receipts \\
-        --accounts-file to-delete.txt
+    python clients/examples/deletion_worker.py --data-dir var/vault \\
+        --receipts-dir var/vault/receipts acct-1 acct-2
+    python clients/examples/deletion_worker.py --data-dir var/vault \\
+        --receipts-dir var/vault/receipts --accounts-file to-delete.txt
 
 Safe to run again and again, e.g. from cron:
 
 - the request id is derived from the account (``delete-<account>``), so a
   repeated or retried call returns the first receipt, byte for byte, and the
-  filed receipt does not change;
-- UNAVAILABLE and DEADLINE_EXCEEDED are retried with exponential backoff;
-- an account under a legal hold is refused with FAILED_PRECONDITION: the vault
-  has queued the shred and carries it out when the hold is released, so the
+  filed receipt does not change; because the call carries it, the client's own
+  retry policy repeats it on UNAVAILABLE (``--attempts``, ``--backoff``);
+- an account under a legal hold is refused with ``LEGAL_HOLD``: the vault has
+  queued the shred and carries it out when the hold is released, so the
   account is reported *pending* and the next run files its receipt;
 - a receipt that does not verify is never filed.
 
@@ -29,24 +30,37 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+from pii_vault_client import (
+    DEFAULT_TARGET,
+    Credentials,
+    LegalHold,
+    RetryPolicy,
+    VaultClient,
+    VaultError,
+)
+from pii_vault_client.receipts import ReceiptError, receipt_file_text
 from pii_vault_client.v1 import vault_pb2 as pb
-
-from vault.client import DEFAULT_TARGET, VaultClient
-from vault.crypto.documents import SHRED_RECEIPT, DocumentError, verify_payload
 
 CALLER = "deletion"
 DEFAULT_REASON = "account deletion requested"
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+DEFAULT_RETRY = RetryPolicy(max_attempts=5, initial_backoff=0.5, max_backoff=8.0)
+# Reconnect quickly, so that a retry meets a vault that has just come back.
+RECONNECT = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 
 FILED = "filed"
 PENDING = "pending"
 FAILED = "failed"
+
+#: Receipts that must not be filed raise this (the client distribution's ReceiptError).
+ReceiptRejectedError = ReceiptError
 
 
 @dataclass(frozen=True)
@@ -57,24 +71,6 @@ class Outcome:
     status: str
     detail: str = ""
     receipt_path: Path | None = None
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff: ``first_delay`` doubling up to ``max_delay``, ``attempts`` calls."""
-
-    attempts: int = 6
-    first_delay: float = 0.5
-    max_delay: float = 8.0
-    call_timeout: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """The pause after failed attempt number ``attempt`` (counted from 1)."""
-        return float(min(self.max_delay, self.first_delay * 2.0 ** (attempt - 1)))
-
-
-class ReceiptRejectedError(Exception):
-    """The vault's answer is not a receipt this worker may file as evidence."""
 
 
 def request_id_for(account: str) -> str:
@@ -90,46 +86,18 @@ def receipt_path_for(receipts_dir: Path, account: str) -> Path:
 
 
 def shred_account(
-    client: VaultClient,
-    account: str,
-    reason: str = DEFAULT_REASON,
-    *,
-    retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    log: Callable[[str], None] = lambda _line: None,
+    client: VaultClient, account: str, reason: str = DEFAULT_REASON
 ) -> pb.ShredReceipt:
-    """ShredSubject with retries of transient failures; other errors propagate."""
-    retry = retry or RetryPolicy()
+    """ShredSubject with its request id: the client retries it on UNAVAILABLE."""
     request = pb.ShredSubjectRequest(
         subject_id=account, reason=reason, request_id=request_id_for(account)
     )
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            response = client.vault.ShredSubject(request, timeout=retry.call_timeout)
-            return response.receipt
-        except grpc.RpcError as error:
-            code = error.code()
-            if code not in RETRYABLE or attempt == retry.attempts:
-                raise
-            pause = retry.delay(attempt)
-            log(f"{account}: {code.name}, retrying in {pause:.2f}s ({attempt}/{retry.attempts})")
-            sleep(pause)
-    raise AssertionError("unreachable")
+    return client.shred_subject(request).receipt
 
 
 def receipt_text(receipt: pb.ShredReceipt, account: str, public_pem: bytes) -> str:
-    """The receipt file's content, once it is checked to be the vault's and about ``account``.
-
-    The signed bytes must be a shred receipt (not an export or any other
-    document the same key signs), canonical, without duplicate keys.
-    """
-    try:
-        document = verify_payload(public_pem, receipt.payload, receipt.signature, SHRED_RECEIPT)
-    except DocumentError as error:
-        raise ReceiptRejectedError(f"the receipt does not verify: {error}") from None
-    if document.body.get("subject_id") != account:
-        raise ReceiptRejectedError("the receipt is about another subject")
-    return document.file_text()
+    """The receipt file's content, once it is checked to be the vault's and about ``account``."""
+    return receipt_file_text(receipt.payload, receipt.signature, public_pem, account)
 
 
 def file_receipt(path: Path, text: str) -> None:
@@ -148,27 +116,22 @@ def erase_account(
     receipts_dir: Path,
     public_pem: bytes,
     reason: str = DEFAULT_REASON,
-    *,
-    retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    log: Callable[[str], None] = lambda _line: None,
 ) -> Outcome:
     try:
         path = receipt_path_for(receipts_dir, account)
     except ValueError as error:
         return Outcome(account, FAILED, str(error))
     try:
-        receipt = shred_account(client, account, reason, retry=retry, sleep=sleep, log=log)
-    except grpc.RpcError as error:
-        code = error.code()
-        if code is grpc.StatusCode.FAILED_PRECONDITION:
-            # A legal hold: the vault queued the shred; a later run files the receipt.
-            return Outcome(account, PENDING, error.details() or "legal hold")
-        return Outcome(account, FAILED, f"{code.name}: {error.details()}")
+        receipt = shred_account(client, account, reason)
+    except LegalHold as error:
+        # The vault queued the shred; a run after the hold is released files the receipt.
+        return Outcome(account, PENDING, error.message or "legal hold")
+    except VaultError as error:
+        return Outcome(account, FAILED, f"{error.reason or error.code.name}: {error.message}")
     try:
         text = receipt_text(receipt, account, public_pem)
-    except ReceiptRejectedError as error:
-        return Outcome(account, FAILED, str(error))
+    except ReceiptError as error:
+        return Outcome(account, FAILED, f"the receipt does not verify: {error}")
     file_receipt(path, text)
     return Outcome(account, FILED, f"{receipt.fields_destroyed} fields", path)
 
@@ -179,17 +142,8 @@ def erase_accounts(
     receipts_dir: Path,
     public_pem: bytes,
     reason: str = DEFAULT_REASON,
-    *,
-    retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    log: Callable[[str], None] = lambda _line: None,
 ) -> list[Outcome]:
-    return [
-        erase_account(
-            client, account, receipts_dir, public_pem, reason, retry=retry, sleep=sleep, log=log
-        )
-        for account in accounts
-    ]
+    return [erase_account(client, a, receipts_dir, public_pem, reason) for a in accounts]
 
 
 def read_accounts(names: Sequence[str], accounts_file: Path | None) -> list[str]:
@@ -228,20 +182,21 @@ def exit_status(outcomes: Sequence[Outcome]) -> int:
     return 0
 
 
-def connect(data_dir: Path, target: str) -> VaultClient:
-    """The deletion caller's mTLS channel; reconnects quickly so retries meet a restarted vault."""
-    tls = data_dir / "tls"
-    return VaultClient(
-        target,
-        ca_cert=(tls / "ca.crt").read_bytes(),
-        client_cert=(tls / "clients" / f"{CALLER}.crt").read_bytes(),
-        client_key=(tls / "clients" / f"{CALLER}.key").read_bytes(),
-        options=[
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000),
-        ],
-    )
+def connect(
+    credentials: Credentials,
+    target: str,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    log: Callable[[str], None] = lambda _line: None,
+) -> VaultClient:
+    """The deletion caller's client: the retry policy, and a line logged per retry."""
+
+    def on_retry(method: str, error: VaultError, attempt: int, pause: float) -> None:
+        log(
+            f"{method}: {error.code.name}, retrying in {pause:.2f}s "
+            f"({attempt}/{retry.max_attempts})"
+        )
+
+    return VaultClient(target, credentials, retry=retry, options=RECONNECT, on_retry=on_retry)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,30 +205,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("accounts", nargs="*", help="account ids to erase")
     parser.add_argument("--accounts-file", type=Path, help="more account ids, one a line")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="host:port or dns:///host:port")
     parser.add_argument("--data-dir", type=Path, default=Path("var/vault"))
-    parser.add_argument("--target", default=DEFAULT_TARGET)
+    parser.add_argument("--ca", help="CA certificate (PEM) instead of the dev PKI")
+    parser.add_argument("--cert", help="the deletion caller's certificate (PEM)")
+    parser.add_argument("--key", help="the deletion caller's private key (PEM)")
     parser.add_argument("--receipts-dir", type=Path, required=True)
     parser.add_argument(
         "--public-key", type=Path, help="receipt public key (default DIR/receipt-signing.pub)"
     )
     parser.add_argument("--reason", default=DEFAULT_REASON)
-    parser.add_argument("--attempts", type=int, default=RetryPolicy.attempts)
-    parser.add_argument("--backoff", type=float, default=RetryPolicy.first_delay)
+    parser.add_argument(
+        "--attempts", type=int, default=DEFAULT_RETRY.max_attempts, help="calls per shred, 2-5"
+    )
+    parser.add_argument(
+        "--backoff", type=float, default=DEFAULT_RETRY.initial_backoff, help="first backoff (s)"
+    )
     args = parser.parse_args(argv)
 
     accounts = read_accounts(args.accounts, args.accounts_file)
     if not accounts:
         parser.error("no account ids given")
+    if args.cert and not (args.ca and args.key):
+        parser.error("--cert needs --ca and --key")
+    if not 2 <= args.attempts <= 5:
+        parser.error("--attempts must be 2 to 5")
+    credentials = (
+        Credentials.from_files(ca=args.ca, cert=args.cert, key=args.key)
+        if args.cert
+        else Credentials.from_data_dir(args.data_dir, CALLER)
+    )
     public_pem = (args.public_key or args.data_dir / "receipt-signing.pub").read_bytes()
-    retry = RetryPolicy(attempts=max(1, args.attempts), first_delay=args.backoff)
+    retry = RetryPolicy(
+        max_attempts=args.attempts,
+        initial_backoff=args.backoff,
+        max_backoff=max(args.backoff, DEFAULT_RETRY.max_backoff),
+    )
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    with connect(args.data_dir, args.target) as client:
-        outcomes = erase_accounts(
-            client, accounts, args.receipts_dir, public_pem, args.reason, retry=retry, log=log
-        )
+    with connect(credentials, args.target, retry, log) as client:
+        outcomes = erase_accounts(client, accounts, args.receipts_dir, public_pem, args.reason)
     print(summary(outcomes))
     return exit_status(outcomes)
 
