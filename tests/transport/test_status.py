@@ -19,6 +19,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from vault import errors
 from vault.errors import FieldViolation
+from vault.policy.limits import Budget
 from vault.transport.status import (
     ERROR_DOMAIN,
     abort,
@@ -96,7 +97,7 @@ def test_an_invalid_argument_names_every_bad_field_in_a_bad_request() -> None:
         ]
     )
     details = unpack(status_proto(error))
-    assert set(details) == {"BadRequest"}
+    assert set(details) == {"BadRequest", "ErrorInfo"}
     bad_request = details["BadRequest"]
     assert isinstance(bad_request, error_details_pb2.BadRequest)
     assert [(v.field, v.description) for v in bad_request.field_violations] == [
@@ -115,7 +116,8 @@ def test_a_prefixed_invalid_argument_keeps_its_paths_under_the_prefix() -> None:
 def test_an_oversized_field_is_a_bad_request_on_that_field_with_no_retry() -> None:
     error = errors.ResourceExhausted("value is larger than 4096 bytes", field="value")
     details = unpack(status_proto(error))
-    assert set(details) == {"BadRequest"}
+    assert set(details) == {"BadRequest", "ErrorInfo"}
+    assert reason_of(status_proto(error)) == "LIMIT_EXCEEDED"
     bad_request = details["BadRequest"]
     assert isinstance(bad_request, error_details_pb2.BadRequest)
     [violation] = bad_request.field_violations
@@ -135,7 +137,7 @@ def test_a_rate_limit_says_how_long_to_wait_rounded_up_to_the_millisecond(
     retry_after: float, delay: timedelta
 ) -> None:
     error = errors.ResourceExhausted(
-        "search budget spent", retry_after=retry_after, reason="SEARCH_RATE_LIMITED"
+        "search budget spent", retry_after=retry_after, reason=errors.Reason.SEARCH_RATE_LIMITED
     )
     details = unpack(status_proto(error))
     assert set(details) == {"RetryInfo", "ErrorInfo"}
@@ -148,8 +150,28 @@ def test_a_rate_limit_says_how_long_to_wait_rounded_up_to_the_millisecond(
 
 
 def test_a_limit_where_waiting_does_not_help_names_the_reason_without_a_delay() -> None:
-    error = errors.ResourceExhausted("enumeration alarm", reason="ENUMERATION_ALARM")
+    error = errors.ResourceExhausted("enumeration alarm", reason=errors.Reason.ENUMERATION_ALARM)
     assert set(unpack(status_proto(error))) == {"ErrorInfo"}
+
+
+DEFAULT_REASONS = {
+    errors.InvalidArgument: "INVALID_ARGUMENT",
+    errors.NotFound: "NOT_FOUND",
+    errors.Unauthenticated: "UNAUTHENTICATED",
+    errors.PermissionDenied: "POLICY_DENIED",
+    errors.FailedPrecondition: "FAILED_PRECONDITION",
+    errors.AlreadyExists: "IDEMPOTENCY_MISMATCH",
+    errors.Unavailable: "UNAVAILABLE",
+    errors.DataLoss: "TAMPERED",
+    errors.ResourceExhausted: "LIMIT_EXCEEDED",
+}
+
+
+def reason_of(status: status_pb2.Status) -> str:
+    info = unpack(status)["ErrorInfo"]
+    assert isinstance(info, error_details_pb2.ErrorInfo)
+    assert info.domain == ERROR_DOMAIN
+    return info.reason
 
 
 @pytest.mark.parametrize(
@@ -157,8 +179,29 @@ def test_a_limit_where_waiting_does_not_help_names_the_reason_without_a_delay() 
     [error for error, _ in CODES if not isinstance(error, errors.InvalidArgument)],
     ids=lambda error: type(error).__name__,
 )
-def test_other_errors_carry_no_details(error: errors.VaultError) -> None:
-    assert list(status_proto(error).details) == []
+def test_other_errors_carry_only_their_default_reason(error: errors.VaultError) -> None:
+    assert set(unpack(status_proto(error))) == {"ErrorInfo"}
+    assert reason_of(status_proto(error)) == DEFAULT_REASONS[type(error)]
+
+
+def test_a_raise_site_names_a_more_specific_reason() -> None:
+    error = errors.FailedPrecondition("subject is shredded", reason=errors.Reason.SUBJECT_SHREDDED)
+    assert reason_of(status_proto(error)) == "SUBJECT_SHREDDED"
+
+
+def test_an_unmapped_vault_error_says_internal() -> None:
+    assert reason_of(status_proto(errors.VaultError("something"))) == "INTERNAL"
+
+
+def test_every_reason_is_upper_snake_case_and_its_own_name() -> None:
+    for reason in errors.Reason:
+        assert reason.value == reason.name
+        assert reason.value.replace("_", "").isalpha() and reason.value.isupper()
+
+
+def test_every_rate_limit_budget_has_its_reason() -> None:
+    for budget in Budget:
+        assert errors.Reason(f"{budget.name}_RATE_LIMITED")
 
 
 def test_data_loss_alarms_the_operator_with_the_message(caplog: pytest.LogCaptureFixture) -> None:
@@ -207,7 +250,9 @@ def aborted_with(call: object) -> status_pb2.Status:
 
 
 def test_abort_sends_the_status_and_its_details_in_the_trailers() -> None:
-    error = errors.ResourceExhausted("search budget spent", retry_after=1.0, reason="R")
+    error = errors.ResourceExhausted(
+        "search budget spent", retry_after=1.0, reason=errors.Reason.SEARCH_RATE_LIMITED
+    )
     status = aborted_with(lambda context: abort(context, error))
     assert status == status_proto(error)
 
@@ -218,11 +263,9 @@ def test_an_internal_error_says_internal_error_and_logs_only_the_exception_type(
     exc = ValueError(f"could not parse {SECRET}")
     with caplog.at_level(logging.DEBUG, logger="vault.transport"):
         status = aborted_with(lambda context: abort_internal(context, exc, "GetField"))
-    assert (status.code, status.message, list(status.details)) == (
-        code_pb2.INTERNAL,
-        "internal error",
-        [],
-    )
+    assert (status.code, status.message) == (code_pb2.INTERNAL, "internal error")
+    assert set(unpack(status)) == {"ErrorInfo"}
+    assert reason_of(status) == "INTERNAL"
     assert caplog.messages == ["internal error in GetField: ValueError"]
     assert SECRET not in caplog.text
 

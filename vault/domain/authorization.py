@@ -23,8 +23,9 @@ from __future__ import annotations
 from vault.audit.log import AuditLog
 from vault.audit.records import AuditOutcome
 from vault.domain.rate_limit import Budget, RateLimiter
-from vault.errors import PermissionDenied, ResourceExhausted, VaultError
+from vault.errors import PermissionDenied, Reason, ResourceExhausted, VaultError
 from vault.policy import Action, Policy, View
+from vault.policy.grants import REVEALING_ACTIONS
 
 SUPPRESSED_DENIALS = "denials-suppressed"
 """Audit action of the buffered event counting denials refused without an audit write each."""
@@ -58,7 +59,7 @@ def require(
         limiter,
         caller,
         audit_action or str(action),
-        PermissionDenied(decision.reason),
+        PermissionDenied(decision.reason, reason=_denial_reason(action, view, purpose)),
         subject_id=subject_id,
         field=field,
         view=str(view or ""),
@@ -101,7 +102,8 @@ def require_stored(
     )
     if hidden is None:
         answer: VaultError = PermissionDenied(
-            policy.refusal(caller, action, field=sent_field, view=view, purpose=purpose)
+            policy.refusal(caller, action, field=sent_field, view=view, purpose=purpose),
+            reason=_denial_reason(action, view, purpose),
         )
         status_code, detail = "PERMISSION_DENIED", ""
     else:
@@ -121,6 +123,17 @@ def require_stored(
         status_code=status_code,
         detail=detail,
     )
+
+
+def _denial_reason(action: Action, view: View | None, purpose: str) -> Reason:
+    """``PURPOSE_REQUIRED`` for a reveal that named no purpose, else ``POLICY_DENIED``.
+
+    Decided from the request alone, like the message: never from a stored fact.
+    """
+    reveals = (action == Action.GET and view == View.PLAINTEXT) or action in REVEALING_ACTIONS
+    if reveals and not purpose:  # no grant allows a reveal without a named purpose
+        return Reason.PURPOSE_REQUIRED
+    return Reason.POLICY_DENIED
 
 
 def _deny(

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 
 from vault.audit.log import AuditLog
 from vault.audit.records import AuditAction, AuditOutcome
-from vault.errors import ResourceExhausted
+from vault.errors import Reason, ResourceExhausted
 from vault.policy.limits import EnumerationAlarm, RateLimits
 
 log = logging.getLogger("vault.alarm")
 
-ENUMERATION_ALARM = "ENUMERATION_ALARM"
+ENUMERATION_ALARM = Reason.ENUMERATION_ALARM
 """``ResourceExhausted.reason`` of a search refused after the alarm."""
 
 

@@ -31,6 +31,7 @@ from vault.errors import (
     DataLoss,
     FailedPrecondition,
     NotFound,
+    Reason,
     VaultError,
 )
 from vault.fields.base import Facts, FieldType, FieldValue
@@ -172,7 +173,7 @@ class FieldAccess:
     @staticmethod
     def _raise_missing(tx: UnitOfWork, subject_id: str, message: str) -> None:
         if tx.subjects.subject_state(subject_id) == SubjectState.SHREDDED:
-            raise FailedPrecondition("subject is shredded")
+            raise FailedPrecondition("subject is shredded", reason=Reason.SUBJECT_SHREDDED)
         raise NotFound(message)
 
     def _cipher(self, tx: UnitOfWork, stored: StoredField) -> FieldCipher:

@@ -26,7 +26,7 @@ from vault.domain.authorization import require
 from vault.domain.model import Limits, check_field_name, check_purpose, check_subject_id
 from vault.domain.ports import Store
 from vault.domain.rate_limit import RateLimiter
-from vault.errors import InvalidArgument, PermissionDenied
+from vault.errors import InvalidArgument, PermissionDenied, Reason
 from vault.policy import Action, Policy
 from vault.policy.limits import Budget
 
@@ -78,7 +78,10 @@ class AccessGuards:
                 status_code="PERMISSION_DENIED",
                 detail="no consent",
             )
-            raise PermissionDenied(f"the subject has not consented to purpose {purpose!r}")
+            raise PermissionDenied(
+                f"the subject has not consented to purpose {purpose!r}",
+                reason=Reason.CONSENT_REQUIRED,
+            )
 
     def set_consent(self, caller: str, subject_id: str, purpose: str, granted: bool) -> bool:
         check_subject_id(subject_id, self._limits)

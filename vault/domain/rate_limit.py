@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vault.errors import ResourceExhausted
+from vault.errors import Reason, ResourceExhausted
 from vault.policy.limits import Budget, Rate, RateLimits
 
 __all__ = ["Budget", "Rate", "RateLimiter", "RateLimits"]
@@ -72,5 +72,5 @@ class RateLimiter:
         raise ResourceExhausted(
             f"caller {caller!r} is over its {budget} rate limit; retry later",
             retry_after=wait,
-            reason=f"{budget.name}_RATE_LIMITED",
+            reason=Reason(f"{budget.name}_RATE_LIMITED"),
         )

@@ -45,7 +45,10 @@ from vault.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    LegalHold,
     NotFound,
+    Reason,
+    SubjectShredded,
 )
 from vault.keys.hierarchy import KeyHierarchy
 from vault.policy import Action, Policy
@@ -54,7 +57,7 @@ MAX_REASON = 200
 MAX_REQUEST_ID = 128
 
 
-class SubjectHeldError(FailedPrecondition):
+class SubjectHeldError(LegalHold):
     """The subject is under a legal hold: nothing of it may be destroyed."""
 
 
@@ -232,7 +235,7 @@ class Shredder:
             status_code="FAILED_PRECONDITION",
             detail="legal hold; queued until release",
         )
-        raise FailedPrecondition(
+        raise LegalHold(
             "subject is under a legal hold; the shred is queued and runs when the hold is released"
         )
 
@@ -264,7 +267,10 @@ class Shredder:
             if untouched_since is not None and (
                 subject is None or subject.updated_at >= untouched_since
             ):
-                raise FailedPrecondition("subject was written since it was found idle; kept")
+                raise FailedPrecondition(
+                    "subject was written since it was found idle; kept",
+                    reason=Reason.CONCURRENT_CHANGE,
+                )
             subject_key = tx.key_rows.subject_key_for(subject_id)
             dek_ids = tx.key_rows.data_key_ids_of(subject_id)
             fields = tx.fields.count_fields(subject_id)
@@ -368,7 +374,7 @@ class Shredder:
             if subject is None:
                 raise NotFound("subject not found")
             if subject.state == SubjectState.SHREDDED:
-                raise FailedPrecondition("subject is shredded")
+                raise SubjectShredded("subject is shredded")
             tx.subjects.set_legal_hold(subject_id, hold, reason, now)
             pending = None if hold else tx.receipts.pending_shred(subject_id)
         self._audit.record(

@@ -36,8 +36,11 @@ from vault.errors import (
     AlreadyExists,
     DataLoss,
     FailedPrecondition,
+    LegalHold,
     NotFound,
     PermissionDenied,
+    Reason,
+    SubjectShredded,
     VaultError,
 )
 from vault.fields.base import Facts, FieldValue
@@ -157,7 +160,7 @@ class FieldWrites(FieldAccess):
             # commits before or after this whole write, never in the middle.
             subject = tx.subjects.subject_record(subject_id, lock=True)
             if subject is not None and subject.state == SubjectState.SHREDDED:
-                raise FailedPrecondition("subject is shredded; it cannot be written again")
+                raise SubjectShredded("subject is shredded; it cannot be written again")
             if idempotency_key:
                 earlier = tx.idempotency.idempotency_record(
                     caller, subject_id, idempotency_key, now
@@ -168,7 +171,10 @@ class FieldWrites(FieldAccess):
             if old is not None:
                 if create_only:
                     # A canary is a decoy: never planted over a real value.
-                    raise AlreadyExists("the field exists; plant canaries on new fields only")
+                    raise AlreadyExists(
+                        "the field exists; plant canaries on new fields only",
+                        reason=Reason.FIELD_EXISTS,
+                    )
                 self._check_overwrite(caller, subject, old, normal)
             if subject is None:
                 tx.subjects.insert_subject(subject_id, now)
@@ -256,7 +262,8 @@ class FieldWrites(FieldAccess):
         ):
             raise _RefusedPutError(
                 FailedPrecondition(
-                    "the field written under this idempotency_key was replaced or deleted"
+                    "the field written under this idempotency_key was replaced or deleted",
+                    reason=Reason.IDEMPOTENCY_STALE,
                 ),
                 "replay of a replaced or deleted write",
                 replay=True,
@@ -287,7 +294,8 @@ class FieldWrites(FieldAccess):
         if subject is not None and subject.legal_hold:
             raise _RefusedPutError(
                 FailedPrecondition(
-                    "subject is under a legal hold; none of its fields may be replaced"
+                    "subject is under a legal hold; none of its fields may be replaced",
+                    reason=Reason.LEGAL_HOLD,
                 ),
                 "legal hold",
             )
@@ -336,11 +344,14 @@ class FieldWrites(FieldAccess):
                 status_code="FAILED_PRECONDITION",
                 detail="legal hold",
             )
-            raise FailedPrecondition("subject is under a legal hold; nothing of it may be deleted")
+            raise LegalHold("subject is under a legal hold; nothing of it may be deleted")
 
         def same_type(_tx: UnitOfWork, stored: StoredField) -> bool:
             if stored.field_type != field_type:
-                raise FailedPrecondition("the field changed type while it was deleted; retry")
+                raise FailedPrecondition(
+                    "the field changed type while it was deleted; retry",
+                    reason=Reason.CONCURRENT_CHANGE,
+                )
             return True
 
         self._destroy_field(subject_id, field, same_type)
@@ -383,7 +394,7 @@ class FieldWrites(FieldAccess):
             subject = tx.subjects.subject_record(subject_id, lock=True)
             stored = self._stored_field(tx, subject_id, field)
             if subject is not None and subject.legal_hold:
-                raise FailedPrecondition("subject is under a legal hold")
+                raise LegalHold("subject is under a legal hold")
             if not due(tx, stored):
                 return False
             tx.fields.delete_field(subject_id, field)

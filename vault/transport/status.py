@@ -1,10 +1,11 @@
 """The one place where vault errors become gRPC statuses.
 
-Each ``VaultError`` subclass maps to exactly one status code. Invalid
-arguments carry a ``google.rpc.BadRequest`` naming every bad field; a rate
-limit (``ResourceExhausted`` with ``retry_after``) carries a
-``google.rpc.RetryInfo`` saying how long to wait and a ``google.rpc.ErrorInfo``
-saying which limit (``SEARCH_RATE_LIMITED``, ``ENUMERATION_ALARM``, ...). Messages
+Each ``VaultError`` subclass maps to exactly one status code. Every error
+carries a ``google.rpc.ErrorInfo`` with domain ``pii-vault`` and the error's
+``vault.errors.Reason`` (``INTERNAL`` for the unexpected); invalid arguments
+also carry a ``google.rpc.BadRequest`` naming every bad field, and a rate
+limit (``ResourceExhausted`` with ``retry_after``) a ``google.rpc.RetryInfo``
+saying how long to wait. ``docs/errors.md`` lists the reasons. Messages
 come from the domain, which names fields and never values; anything
 unexpected becomes ``INTERNAL`` with a fixed message, and only the exception
 *type* is logged, since a library's message may quote its input.
@@ -25,7 +26,7 @@ from vault import errors
 
 log = logging.getLogger("vault.transport")
 
-ERROR_DOMAIN = "pii-vault"
+ERROR_DOMAIN = errors.ERROR_DOMAIN
 """``google.rpc.ErrorInfo.domain`` of every error the vault details."""
 
 _CODES: dict[type[errors.VaultError], grpc.StatusCode] = {
@@ -69,26 +70,28 @@ def status_proto(error: errors.VaultError) -> status_pb2.Status:
             )
         )
         status.details.append(detail)
-    if isinstance(error, errors.ResourceExhausted):
-        _add_retry_details(status, error)
+    if isinstance(error, errors.ResourceExhausted) and error.retry_after is not None:
+        _add_retry_info(status, error.retry_after)
+    _add_error_info(status, error.reason)
     if code is grpc.StatusCode.DATA_LOSS:
         # An alarm for operators: tampering or corruption, never a plaintext.
         log.error("data integrity failure: %s", error.message)
     return status
 
 
-def _add_retry_details(status: status_pb2.Status, error: errors.ResourceExhausted) -> None:
-    """RetryInfo (when waiting helps; rounded up to whole milliseconds) and ErrorInfo."""
-    if error.retry_after is not None:
-        millis = max(1, math.ceil(error.retry_after * 1000))
-        delay = duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
-        retry = any_pb2.Any()
-        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        status.details.append(retry)
-    if error.reason:
-        info = any_pb2.Any()
-        info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
-        status.details.append(info)
+def _add_retry_info(status: status_pb2.Status, retry_after: float) -> None:
+    """RetryInfo: how long waiting helps, rounded up to whole milliseconds."""
+    millis = max(1, math.ceil(retry_after * 1000))
+    delay = duration_pb2.Duration(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
+    retry = any_pb2.Any()
+    retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status.details.append(retry)
+
+
+def _add_error_info(status: status_pb2.Status, reason: errors.Reason) -> None:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason.value, domain=ERROR_DOMAIN))
+    status.details.append(info)
 
 
 def abort(context: grpc.ServicerContext, error: errors.VaultError) -> NoReturn:
@@ -99,5 +102,6 @@ def abort(context: grpc.ServicerContext, error: errors.VaultError) -> NoReturn:
 def abort_internal(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
     log.error("internal error in %s: %s", method, type(exc).__name__)
     status = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+    _add_error_info(status, errors.Reason.INTERNAL)
     context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("abort_with_status returned")
