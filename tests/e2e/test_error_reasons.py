@@ -37,7 +37,8 @@ from grpc_status import rpc_status
 from pii_vault_client.v1 import vault_pb2 as pb
 from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
-from vault.client import VaultClient, error_reason, retry_delay
+from vault.client import VaultClient
+from vault.client import error_reason as client_reason
 from vault.errors import ERROR_DOMAIN, Reason
 
 if TYPE_CHECKING:
@@ -124,11 +125,26 @@ def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     return None
 
 
+def error_reason(error: grpc.RpcError) -> str:
+    info = error_info(error)
+    return "" if info is None else info.reason
+
+
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """The RetryInfo delay in seconds, if the status carries one."""
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    for detail in status.details if status is not None else ():
+        retry = error_details_pb2.RetryInfo()
+        if detail.Unpack(retry):
+            return float(retry.retry_delay.ToTimedelta().total_seconds())
+    return None
+
+
 def assert_error(error: grpc.RpcError, code: grpc.StatusCode, reason: Reason) -> None:
     info = error_info(error)
     assert info is not None, f"{error.code()} {error.details()} carries no ErrorInfo"
     assert (error.code(), info.domain, info.reason) == (code, ERROR_DOMAIN, reason.value)
-    assert error_reason(error) == reason.value
+    assert error_reason(error) == client_reason(error) == reason.value  # the client reads it too
 
 
 def answer(error: grpc.RpcError) -> tuple[grpc.StatusCode, str | None, str]:
