@@ -194,6 +194,7 @@ def test_every_rpc_has_a_default_deadline_but_the_progress_stream() -> None:
     }
 
 
+@pytest.mark.slow
 def test_the_default_deadline_and_its_overrides_apply(sqlite_server: VaultServer) -> None:
     with silent_server() as port:
         target = f"localhost:{port}"
