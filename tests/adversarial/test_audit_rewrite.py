@@ -220,7 +220,8 @@ def reveal(server: VaultServer, subject: str) -> None:
 def reveal_of(server: VaultServer, subject: str, field: str) -> int:
     admin = server.client("admin")
     events = admin.audit.ListEvents(
-        pb.ListEventsRequest(subject_id=subject, action="reveal", page_size=100), timeout=TIMEOUT
+        pb.ListEventsRequest(subject_id=subject, action=pb.AUDIT_ACTION_REVEAL, page_size=100),
+        timeout=TIMEOUT,
     ).events
     [event] = [e for e in events if e.field == field]
     return event.sequence

@@ -62,7 +62,7 @@ def denials(admin: VaultClient, subject: str) -> list[pb.AuditEvent]:
     page = admin.audit.ListEvents(
         pb.ListEventsRequest(subject_id=subject, page_size=1000), timeout=TIMEOUT
     )
-    return [e for e in page.events if e.outcome == "denied"]
+    return [e for e in page.events if e.outcome == pb.AUDIT_OUTCOME_DENIED]
 
 
 def test_a_field_the_caller_may_not_read_answers_exactly_as_a_missing_one(
@@ -98,7 +98,7 @@ def test_a_field_the_caller_may_not_read_answers_exactly_as_a_missing_one(
     # The operator still sees what was tried and refused.
     logged = denials(vault_server.client("admin"), holder)
     assert [(e.caller, e.action, e.field, e.status_code) for e in logged] == [
-        ("registration", "get", "billing", "NOT_FOUND")
+        ("registration", pb.AUDIT_ACTION_GET, "billing", "NOT_FOUND")
     ] * 2
 
 
@@ -131,7 +131,7 @@ def test_detokenize_decides_policy_before_it_says_anything_about_the_token(
     # The refused card token is on the subject's record, as a denial answered NOT_FOUND.
     logged = denials(vault_server.client("admin"), subject_id)
     assert [(e.caller, e.action, e.status_code) for e in logged] == [
-        ("checkout", "detokenize", "NOT_FOUND")
+        ("checkout", pb.AUDIT_ACTION_DETOKENIZE, "NOT_FOUND")
     ]
 
 
@@ -222,6 +222,6 @@ def test_delete_export_and_list_of_what_the_caller_may_not_read_answer_as_missin
     assert kept.view.field == "billing"
     logged = denials(narrow_server.client("admin"), holder)
     assert {(e.action, e.status_code) for e in logged} == {
-        ("delete", "NOT_FOUND"),
-        ("export", "NOT_FOUND"),
+        (pb.AUDIT_ACTION_DELETE, "NOT_FOUND"),
+        (pb.AUDIT_ACTION_EXPORT, "NOT_FOUND"),
     }

@@ -84,7 +84,9 @@ def test_a_batch_of_denials_is_one_write_and_a_flood_of_them_is_throttled(
 
     first = denied_batch(admin, subject_id)
     assert {s.code for s in first} == {grpc.StatusCode.PERMISSION_DENIED.value[0]}
-    logged = [e for e in events(admin, subject_id=subject_id) if e.outcome == "denied"]
+    logged = [
+        e for e in events(admin, subject_id=subject_id) if e.outcome == pb.AUDIT_OUTCOME_DENIED
+    ]
     assert len(logged) == BATCH
     # All 100 events of the request were appended together: consecutive in the chain ...
     sequences = sorted(e.sequence for e in logged)
@@ -114,12 +116,14 @@ def test_a_batch_of_denials_is_one_write_and_a_flood_of_them_is_throttled(
     assert len(exhausted) >= BATCH - 5  # a token or two may refill while the first batch runs
     delay, reason = details(exhausted[0])
     assert reason == "DENIAL_RATE_LIMITED" and 0 < delay <= 1.0
-    denied_now = [e for e in events(admin, subject_id=subject_id) if e.outcome == "denied"]
+    denied_now = [
+        e for e in events(admin, subject_id=subject_id) if e.outcome == pb.AUDIT_OUTCOME_DENIED
+    ]
     assert len(denied_now) == BATCH + (BATCH - len(exhausted))
 
     # The suppressed denials are on the record, counted in one buffered event.
     def suppressed() -> int:
-        found = events(admin, caller="admin", action="denials-suppressed")
+        found = events(admin, caller="admin", action=pb.AUDIT_ACTION_DENIALS_SUPPRESSED)
         return sum(int(e.detail.split(":", 1)[0].removeprefix("count=")) for e in found)
 
     deadline = time.monotonic() + DEADLINE

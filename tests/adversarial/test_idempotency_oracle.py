@@ -137,7 +137,7 @@ def put_events(admin: VaultClient, subject: str, expected: int) -> list[tuple[st
     deadline = time.monotonic() + DEADLINE
     while True:
         page = admin.audit.ListEvents(
-            pb.ListEventsRequest(subject_id=subject, action="put", page_size=100),
+            pb.ListEventsRequest(subject_id=subject, action=pb.AUDIT_ACTION_PUT, page_size=100),
             timeout=TIMEOUT,
         )
         if len(page.events) >= expected or time.monotonic() > deadline:
@@ -222,11 +222,11 @@ def test_every_replay_is_audited_without_the_value(attack_server: VaultServer) -
     events = put_events(attack_server.client("admin"), subject, 3)
     # Before: puts and replays left no trace at all.
     assert events == [
-        ("registration", "ok", "OK", "created"),
-        ("registration", "ok", "OK", "replay"),
-        ("registration", "refused", "ALREADY_EXISTS", "replay with other content"),
+        ("registration", pb.AUDIT_OUTCOME_OK, "OK", "created"),
+        ("registration", pb.AUDIT_OUTCOME_OK, "OK", "replay"),
+        ("registration", pb.AUDIT_OUTCOME_REFUSED, "ALREADY_EXISTS", "replay with other content"),
     ]
-    assert not any("1979" in "".join(event) for event in events)
+    assert not any("1979" in "".join(map(str, event)) for event in events)
 
 
 def test_replays_run_out_of_the_put_budget(

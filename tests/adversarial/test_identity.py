@@ -110,15 +110,21 @@ def put_phone(client: VaultClient, subject_id: str) -> pb.PutFieldResponse:
     )
 
 
-def refused_events(server: VaultServer, action: str) -> list[pb.AuditEvent]:
-    """Audit events of refused, unidentified calls of ``action`` (read as admin)."""
+def refused_events(server: VaultServer, rpc: str) -> list[pb.AuditEvent]:
+    """Audit events of refused, unidentified calls of ``rpc`` (read as admin).
+
+    They are AUDIT_ACTION_AUTHENTICATE events whose detail starts with the RPC's name.
+    """
     events = server.client("admin").audit.ListEvents(
-        pb.ListEventsRequest(action=action, page_size=1000)
+        pb.ListEventsRequest(action=pb.AUDIT_ACTION_AUTHENTICATE, page_size=1000)
     )
     return [
         e
         for e in events.events
-        if e.caller == "" and e.outcome == "denied" and e.status_code == "UNAUTHENTICATED"
+        if e.caller == ""
+        and e.outcome == pb.AUDIT_OUTCOME_DENIED
+        and e.status_code == "UNAUTHENTICATED"
+        and e.detail.startswith(f"{rpc}: ")
     ]
 
 
@@ -236,8 +242,16 @@ def test_a_certificate_with_no_mapped_uri_or_several_is_refused_and_audited(
 
     def refused_count() -> int:
         with client_with(mesh_server, admin) as client:
-            page = client.audit.ListEvents(pb.ListEventsRequest(action="GetField", page_size=1000))
-        return sum(1 for e in page.events if e.caller == "" and e.status_code == "UNAUTHENTICATED")
+            page = client.audit.ListEvents(
+                pb.ListEventsRequest(action=pb.AUDIT_ACTION_AUTHENTICATE, page_size=1000)
+            )
+        return sum(
+            1
+            for e in page.events
+            if e.caller == ""
+            and e.status_code == "UNAUTHENTICATED"
+            and e.detail.startswith("GetField: ")
+        )
 
     before = refused_count()
     with client_with(mesh_server, issue(mesh_server.data_dir, subject, uris=uris)) as client:

@@ -55,7 +55,7 @@ def put_events(admin: VaultClient, subject: str, expected: int) -> list[tuple[st
     deadline = time.monotonic() + DEADLINE
     while True:
         page = admin.audit.ListEvents(
-            pb.ListEventsRequest(subject_id=subject, action="put", page_size=100),
+            pb.ListEventsRequest(subject_id=subject, action=pb.AUDIT_ACTION_PUT, page_size=100),
             timeout=TIMEOUT,
         )
         if len(page.events) >= expected or time.monotonic() > deadline:
@@ -89,8 +89,8 @@ def test_a_put_over_a_held_field_is_refused_and_the_value_survives(
     )
     assert (held.value.phone.number, held.view.version) == ("+37251234567", 1)
     assert put_events(vault_server.client("admin"), subject_id, 2) == [
-        ("registration", "phone", "ok", "OK", "created"),
-        ("registration", "phone", "refused", "FAILED_PRECONDITION", "legal hold"),
+        ("registration", "phone", pb.AUDIT_OUTCOME_OK, "OK", "created"),
+        ("registration", "phone", pb.AUDIT_OUTCOME_REFUSED, "FAILED_PRECONDITION", "legal hold"),
     ]
 
 
@@ -117,11 +117,11 @@ def test_a_phone_only_caller_cannot_overwrite_a_card(
     assert (kept.type, kept.version) == (pb.FIELD_TYPE_CARD, 1)
     assert kept.masked.endswith("1111 (12/30)")
     assert put_events(vault_server.client("admin"), subject_id, 2) == [
-        ("checkout", "card.primary", "ok", "OK", "created"),
+        ("checkout", "card.primary", pb.AUDIT_OUTCOME_OK, "OK", "created"),
         (
             "registration",
             "card.primary",
-            "denied",
+            pb.AUDIT_OUTCOME_DENIED,
             "PERMISSION_DENIED",
             "type change without the delete grant",
         ),
@@ -140,9 +140,9 @@ def test_every_put_leaves_an_audit_event_and_an_overwrite_is_a_replacement(
 
     # Before: no put left any trace.
     assert events == [
-        ("registration", "email", "ok", "OK", "created"),
-        ("registration", "phone", "ok", "OK", "created"),
-        ("registration", "phone", "ok", "OK", "replaced"),
+        ("registration", "email", pb.AUDIT_OUTCOME_OK, "OK", "created"),
+        ("registration", "phone", pb.AUDIT_OUTCOME_OK, "OK", "created"),
+        ("registration", "phone", pb.AUDIT_OUTCOME_OK, "OK", "replaced"),
     ]
-    flat = " ".join(" ".join(event) for event in events)
+    flat = " ".join(" ".join(map(str, event)) for event in events)
     assert "5123" not in flat and "jane" not in flat

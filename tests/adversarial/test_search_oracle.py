@@ -74,7 +74,9 @@ def wait_for(what: str, predicate: Callable[[], bool]) -> None:
     pytest.fail(f"timed out after {DEADLINE}s waiting for {what}")
 
 
-def events(admin: VaultClient, caller: str, action: str) -> list[pb.AuditEvent]:
+def events(
+    admin: VaultClient, caller: str, action: pb.AuditAction.ValueType
+) -> list[pb.AuditEvent]:
     found: list[pb.AuditEvent] = []
     token = ""
     while True:
@@ -154,17 +156,19 @@ def test_recovering_a_phone_number_from_its_mask_through_search_fails(
     # ... and a high-severity audit event, with every search on the record: each answered
     # one (batched: type and hit or miss, never the value), the refused ones counted.
     def all_searches_recorded() -> bool:
-        found = events(admin, "registration", "find")
-        answered_events = [e for e in found if e.outcome == "ok"]
-        refused_count = sum(counted(e) for e in found if e.outcome == "refused")
+        found = events(admin, "registration", pb.AUDIT_ACTION_FIND)
+        answered_events = [e for e in found if e.outcome == pb.AUDIT_OUTCOME_OK]
+        refused_count = sum(counted(e) for e in found if e.outcome == pb.AUDIT_OUTCOME_REFUSED)
         return len(answered_events) == len(answered) and refused_count == len(refusals)
 
     wait_for("every search in the audit log", all_searches_recorded)
-    found = events(admin, "registration", "find")
-    [alarm] = [e for e in found if e.outcome == "alarm"]
+    found = events(admin, "registration", pb.AUDIT_ACTION_FIND)
+    [alarm] = [e for e in found if e.outcome == pb.AUDIT_OUTCOME_ALARM]
     assert alarm.detail.startswith("severity=high: enumeration suspected")
     assert alarm.status_code == "RESOURCE_EXHAUSTED"
-    assert {e.detail for e in found if e.outcome == "ok"} == {"field_type=phone result=miss"}
+    assert {e.detail for e in found if e.outcome == pb.AUDIT_OUTCOME_OK} == {
+        "field_type=phone result=miss"
+    }
     for event in found:
         assert true_number[-8:] not in str(event) and "43" not in event.detail
 

@@ -79,8 +79,12 @@ def test_an_unidentified_call_is_refused_and_audited(
             pb.ListEventsRequest(page_size=100), metadata=[("x-vault-caller", "admin")]
         ).events
     failures = [e for e in events if e.status_code == "UNAUTHENTICATED"]
-    assert [(e.action, e.caller, e.outcome) for e in failures] == [("GetField", "", "denied")]
+    assert [(e.action, e.caller, e.outcome) for e in failures] == [
+        (pb.AUDIT_ACTION_AUTHENTICATE, "", pb.AUDIT_OUTCOME_DENIED)
+    ]
+    assert failures[0].detail.startswith("GetField: ")  # the RPC that was refused
 
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert {"action": "GetField", "status_code": "UNAUTHENTICATED"}.items() <= lines[0].items()
+    assert {"action": "authenticate", "status_code": "UNAUTHENTICATED"}.items() <= lines[0].items()
+    assert lines[0]["detail"].startswith("GetField: ")
     assert "Traceback" not in log.read_text()

@@ -276,30 +276,52 @@ def test_consent_changes_and_refusals_are_audited_without_values(
 
     events = events_of(server, subject_id)
     consents = [
-        (e.caller, e.purpose, e.outcome, e.status_code) for e in events if e.action == "consent"
+        (e.caller, e.purpose, e.outcome, e.status_code)
+        for e in events
+        if e.action == pb.AUDIT_ACTION_CONSENT
     ]
     assert consents == [
-        ("privacy-desk", "marketing_sms", "ok", "OK"),
-        ("privacy-desk", "marketing_sms", "ok", "OK"),
-        ("registration", "marketing_sms", "denied", "PERMISSION_DENIED"),
+        ("privacy-desk", "marketing_sms", pb.AUDIT_OUTCOME_OK, "OK"),
+        ("privacy-desk", "marketing_sms", pb.AUDIT_OUTCOME_OK, "OK"),
+        ("registration", "marketing_sms", pb.AUDIT_OUTCOME_DENIED, "PERMISSION_DENIED"),
     ]
     reads = [
         (e.caller, e.action, e.purpose, e.outcome, e.status_code)
         for e in events
-        if e.action in ("get", "reveal")
+        if e.action in (pb.AUDIT_ACTION_GET, pb.AUDIT_ACTION_REVEAL)
     ]
     assert reads == [
-        ("privacy-desk", "get", "marketing_sms", "denied", "PERMISSION_DENIED"),
-        ("privacy-desk", "reveal", "marketing_sms", "ok", "OK"),
-        ("privacy-desk", "get", "marketing_sms", "denied", "PERMISSION_DENIED"),
+        (
+            "privacy-desk",
+            pb.AUDIT_ACTION_GET,
+            "marketing_sms",
+            pb.AUDIT_OUTCOME_DENIED,
+            "PERMISSION_DENIED",
+        ),
+        ("privacy-desk", pb.AUDIT_ACTION_REVEAL, "marketing_sms", pb.AUDIT_OUTCOME_OK, "OK"),
+        (
+            "privacy-desk",
+            pb.AUDIT_ACTION_GET,
+            "marketing_sms",
+            pb.AUDIT_OUTCOME_DENIED,
+            "PERMISSION_DENIED",
+        ),
     ]
     assert_no_secrets(event_texts(events), "an audit event")
     # Each event says why, in words and never a value.
-    assert [e.detail for e in events if e.action == "consent" and e.outcome == "ok"] == [
+    assert [
+        e.detail
+        for e in events
+        if e.action == pb.AUDIT_ACTION_CONSENT and e.outcome == pb.AUDIT_OUTCOME_OK
+    ] == [
         "granted",
         "withdrawn",
     ]
-    assert [e.detail for e in events if e.action == "get" and e.outcome == "denied"] == [
+    assert [
+        e.detail
+        for e in events
+        if e.action == pb.AUDIT_ACTION_GET and e.outcome == pb.AUDIT_OUTCOME_DENIED
+    ] == [
         "no consent",
         "no consent",
     ]
@@ -389,21 +411,21 @@ def test_a_planted_canary_is_refused_and_raises_an_alarm(
     assert_no_secrets(alarm_lines, "the alarm log lines")
 
     events = events_of(server, decoy)
-    canary_events = [e for e in events if e.outcome == "canary"]
+    canary_events = [e for e in events if e.outcome == pb.AUDIT_OUTCOME_CANARY]
     assert {(e.caller, e.action, e.field) for e in canary_events} >= {
-        ("registration", "get", "phone"),
-        ("registration", "list", "phone"),
-        ("privacy-desk", "get", "phone"),
-        ("privacy-desk", "export", "phone"),
+        ("registration", pb.AUDIT_ACTION_GET, "phone"),
+        ("registration", pb.AUDIT_ACTION_LIST, "phone"),
+        ("privacy-desk", pb.AUDIT_ACTION_GET, "phone"),
+        ("privacy-desk", pb.AUDIT_ACTION_EXPORT, "phone"),
     }
     assert {e.status_code for e in canary_events} == {"PERMISSION_DENIED"}
-    assert ("admin", "canary", "phone", "ok") in {
+    assert ("admin", pb.AUDIT_ACTION_CANARY, "phone", pb.AUDIT_OUTCOME_OK) in {
         (e.caller, e.action, e.field, e.outcome) for e in events
     }
     assert_no_secrets(event_texts(events), "an audit event")
     assert all("severity=high" in e.detail for e in canary_events), canary_events
     # The bystander's log shows no alarm.
-    assert not [e for e in events_of(server, bystander) if e.outcome == "canary"]
+    assert not [e for e in events_of(server, bystander) if e.outcome == pb.AUDIT_OUTCOME_CANARY]
 
 
 def test_planting_a_canary_refuses_an_invalid_decoy_value(

@@ -261,21 +261,35 @@ def test_the_privacy_desk_exports_every_field_in_plaintext_with_its_access_histo
     assert history, "the export carries no access history"
     assert {event.subject_id for event in history} == {subject_id}
     seen = {(e.caller, e.action, e.field, e.view, e.purpose, e.outcome) for e in history}
-    assert ("registration", "get", "phone", "masked", "", "ok") in seen
-    assert ("registration", "get", "email", "token", "", "ok") in seen
-    assert ("privacy-desk", "reveal", "phone", "plaintext", "dsar", "ok") in seen
-    assert ("checkout", "get", "card.primary", "plaintext", "checkout", "denied") in seen
+    assert ("registration", pb.AUDIT_ACTION_GET, "phone", "masked", "", pb.AUDIT_OUTCOME_OK) in seen
+    assert ("registration", pb.AUDIT_ACTION_GET, "email", "token", "", pb.AUDIT_OUTCOME_OK) in seen
+    assert (
+        "privacy-desk",
+        pb.AUDIT_ACTION_REVEAL,
+        "phone",
+        "plaintext",
+        "dsar",
+        pb.AUDIT_OUTCOME_OK,
+    ) in seen
+    assert (
+        "checkout",
+        pb.AUDIT_ACTION_GET,
+        "card.primary",
+        "plaintext",
+        "checkout",
+        pb.AUDIT_OUTCOME_DENIED,
+    ) in seen
     times = [event_time(e) for e in history]
     assert all(t.year >= 2024 for t in times)
     assert_no_secrets((text_of(e) for e in history), "the export's access history")
 
     # The export is itself in the audit log, and the next export's history.
-    logged = list_events(admin, subject_id=subject_id, action="export").events
+    logged = list_events(admin, subject_id=subject_id, action=pb.AUDIT_ACTION_EXPORT).events
     assert [(e.caller, e.purpose, e.view, e.outcome, e.detail) for e in logged] == [
-        ("privacy-desk", "dsar", "plaintext", "ok", f"{len(ALL_FIELDS)} fields")
+        ("privacy-desk", "dsar", "plaintext", pb.AUDIT_OUTCOME_OK, f"{len(ALL_FIELDS)} fields")
     ]
     again = export(desk, subject_id)
-    assert ("privacy-desk", "export", "dsar") in {
+    assert ("privacy-desk", pb.AUDIT_ACTION_EXPORT, "dsar") in {
         (e.caller, e.action, e.purpose) for e in again.access_history
     }
 
@@ -317,9 +331,9 @@ def test_exports_are_for_the_privacy_desk_and_purpose_dsar_only(
 
     # Each refusal is audited as a denied export, and none of them exported anything.
     admin = vault_server.client("admin")
-    logged = list_events(admin, subject_id=subject_id, action="export").events
+    logged = list_events(admin, subject_id=subject_id, action=pb.AUDIT_ACTION_EXPORT).events
     assert sorted((e.caller, e.purpose, e.outcome) for e in logged) == sorted(
-        (caller, purpose, "denied") for caller, purpose in refusals
+        (caller, purpose, pb.AUDIT_OUTCOME_DENIED) for caller, purpose in refusals
     )
     assert {e.status_code for e in logged} == {"PERMISSION_DENIED"}
 
@@ -451,8 +465,8 @@ def test_operators_verify_and_page_through_the_audit_log(
     assert len(set(sequences)) == len(sequences)
     reads = [(e.caller, e.action, e.field) for e in events]
     for field in ("phone", "email", "name", "date_of_birth", "address.home"):
-        assert ("registration", "get", field) in reads, field
-    assert reads.count(("privacy-desk", "reveal", "phone")) == 1
+        assert ("registration", pb.AUDIT_ACTION_GET, field) in reads, field
+    assert reads.count(("privacy-desk", pb.AUDIT_ACTION_REVEAL, "phone")) == 1
     assert all(e.hash and len(e.prev_hash) == len(e.hash) for e in events)
     assert all(e.sequence <= check.events_checked for e in events)
 
@@ -488,17 +502,24 @@ def test_operators_verify_and_page_through_the_audit_log(
     assert [e.sequence for e in by_desk] == [
         e.sequence for e in everything if e.caller == "privacy-desk"
     ]
-    reveals = all_events(admin, action="reveal")
-    assert reveals and {e.action for e in reveals} == {"reveal"}
-    assert [e.sequence for e in reveals] == [e.sequence for e in everything if e.action == "reveal"]
+    reveals = all_events(admin, action=pb.AUDIT_ACTION_REVEAL)
+    assert reveals and {e.action for e in reveals} == {pb.AUDIT_ACTION_REVEAL}
+    assert [e.sequence for e in reveals] == [
+        e.sequence for e in everything if e.action == pb.AUDIT_ACTION_REVEAL
+    ]
     desk_reveals = list_events(
-        admin, subject_id=subject_id, caller="privacy-desk", action="reveal"
+        admin, subject_id=subject_id, caller="privacy-desk", action=pb.AUDIT_ACTION_REVEAL
     ).events
     assert sorted(e.field for e in desk_reveals) == ["card.primary", "email", "name", "phone"]
-    denials = list_events(admin, subject_id=subject_id, caller="registration", action="get").events
-    assert [e.outcome for e in denials].count("denied") == 1
+    denials = list_events(
+        admin, subject_id=subject_id, caller="registration", action=pb.AUDIT_ACTION_GET
+    ).events
+    assert [e.outcome for e in denials].count(pb.AUDIT_OUTCOME_DENIED) == 1
     assert (
-        list_events(admin, subject_id=subject_id, caller="checkout", action="reveal").events == []
+        list_events(
+            admin, subject_id=subject_id, caller="checkout", action=pb.AUDIT_ACTION_REVEAL
+        ).events
+        == []
     )
 
     # Time window: exactly the events recorded between start (inclusive) and end.
@@ -510,10 +531,10 @@ def test_operators_verify_and_page_through_the_audit_log(
     assert windowed == [e for e in events if window_start <= event_time(e) < window_end]
     assert sorted((e.caller, e.action, e.field, e.outcome) for e in windowed) == sorted(
         [
-            ("privacy-desk", "reveal", "phone", "ok"),
-            ("privacy-desk", "reveal", "card.primary", "ok"),
-            ("registration", "get", "date_of_birth", "ok"),
-            ("registration", "get", "phone", "denied"),
+            ("privacy-desk", pb.AUDIT_ACTION_REVEAL, "phone", pb.AUDIT_OUTCOME_OK),
+            ("privacy-desk", pb.AUDIT_ACTION_REVEAL, "card.primary", pb.AUDIT_OUTCOME_OK),
+            ("registration", pb.AUDIT_ACTION_GET, "date_of_birth", pb.AUDIT_OUTCOME_OK),
+            ("registration", pb.AUDIT_ACTION_GET, "phone", pb.AUDIT_OUTCOME_DENIED),
         ]
     )
     since = list_events(admin, subject_id=subject_id, start_time=stamp(window_end)).events
@@ -522,7 +543,9 @@ def test_operators_verify_and_page_through_the_audit_log(
         ("registration", "address.home"),
     ]
     until = list_events(admin, subject_id=subject_id, end_time=stamp(window_start)).events
-    assert ("privacy-desk", "reveal", "email") in {(e.caller, e.action, e.field) for e in until}
+    assert ("privacy-desk", pb.AUDIT_ACTION_REVEAL, "email") in {
+        (e.caller, e.action, e.field) for e in until
+    }
     assert all(event_time(e) < window_start for e in until)
 
 
@@ -535,9 +558,15 @@ def test_only_operators_may_read_or_verify_the_audit_log(vault_server: VaultServ
         assert error.code() is grpc.StatusCode.PERMISSION_DENIED, caller
     # The refusals are themselves on the record.
     admin = vault_server.client("admin")
-    denied = [e for e in all_events(admin) if e.outcome == "denied" and e.caller in NON_ADMINS]
+    denied = [
+        e
+        for e in all_events(admin)
+        if e.outcome == pb.AUDIT_OUTCOME_DENIED and e.caller in NON_ADMINS
+    ]
     assert {(e.caller, e.action) for e in denied} >= {
-        (caller, action) for caller in NON_ADMINS for action in ("audit-list", "audit-verify")
+        (caller, action)
+        for caller in NON_ADMINS
+        for action in (pb.AUDIT_ACTION_AUDIT_LIST, pb.AUDIT_ACTION_AUDIT_VERIFY)
     }
 
 
@@ -624,7 +653,12 @@ def test_no_audit_event_carries_a_value(
 
     events = all_events(admin)
     mine = [e for e in events if e.subject_id == subject_id]
-    assert {e.action for e in mine} >= {"get", "reveal", "detokenize", "export"}
+    assert {e.action for e in mine} >= {
+        pb.AUDIT_ACTION_GET,
+        pb.AUDIT_ACTION_REVEAL,
+        pb.AUDIT_ACTION_DETOKENIZE,
+        pb.AUDIT_ACTION_EXPORT,
+    }
     assert len(mine) >= 2 * len(ALL_FIELDS) + len(REGISTRATION_FIELDS)
     assert_no_secrets((text_of(e) for e in events), "an audit event")
     assert_no_secrets(listed.stdout.splitlines(), "`pii-vault audit list`")
@@ -653,7 +687,7 @@ def test_an_edited_audit_row_breaks_the_chain_at_its_position(
         total = admin.audit.VerifyChain(pb.VerifyChainRequest(), timeout=TIMEOUT).events_checked
         assert f"audit chain intact: {total} events" in intact.stdout
 
-        reveals = list_events(admin, subject_id=subject_id, action="reveal").events
+        reveals = list_events(admin, subject_id=subject_id, action=pb.AUDIT_ACTION_REVEAL).events
         target = next(e for e in reveals if e.field == "email")
         assert target.purpose == "dsar"
         assert target.sequence < total  # events follow it, so the break is in the middle

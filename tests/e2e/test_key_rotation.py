@@ -88,7 +88,7 @@ def test_rotate_and_rewrap_through_the_cli_keep_every_value_readable(
         put_phone(vault_server, subject, f"+372 5{n:03d} 4567")
     before = key_status(vault_server)
     current = max(before)
-    assert before[current][0] == "current"
+    assert before[current][0] == pb.MASTER_KEY_STATE_CURRENT
     keys_before = sum(uses for _, uses in before.values())
 
     status = cli(run_vault, vault_server, "keys", "status", "--as", "admin")
@@ -112,12 +112,14 @@ def test_rotate_and_rewrap_through_the_cli_keep_every_value_readable(
     assert progress[-1] == (keys_before, keys_before)
     assert len(progress) > 3  # batches of 2: progress really streamed
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
-    retired = ", ".join(str(v) for v in sorted(before) if before[v][0] != "retired")
+    retired = ", ".join(
+        str(v) for v in sorted(before) if before[v][0] != pb.MASTER_KEY_STATE_RETIRED
+    )
     assert lines[-1] == f"retired master key versions: {retired}"
 
     after = key_status(vault_server)
-    assert after[current + 1] == ("current", keys_before)
-    assert all(after[v] == ("retired", 0) for v in before)
+    assert after[current + 1] == (pb.MASTER_KEY_STATE_CURRENT, keys_before)
+    assert all(after[v] == (pb.MASTER_KEY_STATE_RETIRED, 0) for v in before)
 
     for n, subject in enumerate(subjects):
         answer = read_plaintext(vault_server, subject)
@@ -132,7 +134,7 @@ def test_the_key_admin_api(vault_server: VaultServer) -> None:
     rotated = admin.RotateMasterKey(pb.RotateMasterKeyRequest())
     assert rotated.key_id.startswith("local-") and rotated.version >= 2
     status = admin.GetKeyStatus(pb.GetKeyStatusRequest())
-    [current] = [v for v in status.versions if v.state == "current"]
+    [current] = [v for v in status.versions if v.state == pb.MASTER_KEY_STATE_CURRENT]
     assert (current.key_id, current.version) == (rotated.key_id, rotated.version)
     assert current.created_at.seconds > 0
 
@@ -144,7 +146,7 @@ def test_the_key_admin_api(vault_server: VaultServer) -> None:
     assert str(rotated.version - 1) in retired.split(",")
     status = admin.GetKeyStatus(pb.GetKeyStatusRequest())
     assert {(v.state, v.uses) for v in status.versions if v.version < rotated.version} == {
-        ("retired", 0)
+        (pb.MASTER_KEY_STATE_RETIRED, 0)
     }
     assert read_plaintext(vault_server, subject).value.phone.number == PHONE_E164
 
@@ -255,7 +257,7 @@ def test_a_backup_from_before_a_shred_dies_with_the_retired_version(
         call = admin.RewrapKeys(pb.RewrapKeysRequest(batch_size=2))
         assert list(call)[-1].done > 0
         assert dict(call.trailing_metadata())[RETIRED_VERSIONS_METADATA] == "1"
-        assert key_status(server)[1] == ("retired", 0)
+        assert key_status(server)[1] == (pb.MASTER_KEY_STATE_RETIRED, 0)
         assert read_plaintext(server, survivor).value.phone.number == "+37258765432"
     finally:
         assert server.stop() == 0, server.output

@@ -31,7 +31,11 @@ from vault.fields import (
 )
 from vault.transport.convert import (
     FIELD_TYPES,
+    audit_action_filter,
+    audit_action_to_proto,
+    audit_outcome_to_proto,
     event_to_proto,
+    key_state_to_proto,
     read_to_get_response,
     rotation_status_to_proto,
     timestamp,
@@ -244,8 +248,49 @@ def test_a_chained_event_carries_its_position_and_hashes() -> None:
     assert (message.sequence, message.prev_hash, message.hash) == (7, b"p" * 32, b"h" * 32)
     assert (message.caller, message.action, message.view, message.purpose) == (
         "privacy-desk",
-        "reveal",
+        pb.AUDIT_ACTION_REVEAL,
         "plaintext",
         "dsar",
     )
-    assert (message.outcome, message.status_code) == ("ok", "OK")
+    assert (message.outcome, message.status_code) == (pb.AUDIT_OUTCOME_OK, "OK")
+
+
+# -- audit actions, outcomes and key states: stored strings, enums on the wire -----------------
+def test_every_stored_audit_action_outcome_and_key_state_has_a_wire_enum_value() -> None:
+    """A new AuditAction (or outcome, or key state) without its proto value fails here."""
+    from vault.audit.records import AuditAction, AuditOutcome
+    from vault.keys.provider import MasterKeyState
+
+    for action in AuditAction:
+        number = audit_action_to_proto(action)
+        assert number != pb.AUDIT_ACTION_UNSPECIFIED, action
+        assert audit_action_filter(number) == action.value
+    for outcome in AuditOutcome:
+        assert audit_outcome_to_proto(outcome) != pb.AUDIT_OUTCOME_UNSPECIFIED, outcome
+    for state in MasterKeyState:
+        assert key_state_to_proto(state) != pb.MASTER_KEY_STATE_UNSPECIFIED, state
+    # ...and every wire value names a stored one: the mapping is one to one.
+    assert len(AuditAction) == len(pb.AuditAction.keys()) - 1
+    assert len(AuditOutcome) == len(pb.AuditOutcome.keys()) - 1
+    assert len(MasterKeyState) == len(pb.MasterKeyState.keys()) - 1
+
+
+def test_wire_names_follow_the_stored_names() -> None:
+    assert audit_action_to_proto("key-status") == pb.AUDIT_ACTION_KEY_STATUS
+    assert audit_action_to_proto("denials-suppressed") == pb.AUDIT_ACTION_DENIALS_SUPPRESSED
+    assert audit_outcome_to_proto("denied") == pb.AUDIT_OUTCOME_DENIED
+    assert key_state_to_proto("current") == pb.MASTER_KEY_STATE_CURRENT
+
+
+def test_names_this_version_does_not_know_are_unspecified_not_an_error() -> None:
+    # Rows written by an older or newer server keep reading.
+    assert audit_action_to_proto("GetField") == pb.AUDIT_ACTION_UNSPECIFIED
+    assert audit_outcome_to_proto("") == pb.AUDIT_OUTCOME_UNSPECIFIED
+    assert key_state_to_proto("unknown") == pb.MASTER_KEY_STATE_UNSPECIFIED
+
+
+def test_the_list_filter_is_any_action_when_unspecified_and_refuses_unknown_numbers() -> None:
+    assert audit_action_filter(pb.AUDIT_ACTION_UNSPECIFIED) == ""
+    assert audit_action_filter(pb.AUDIT_ACTION_REVEAL) == "reveal"
+    with pytest.raises(InvalidArgument):
+        audit_action_filter(999)  # type: ignore[arg-type]

@@ -75,6 +75,10 @@ class AuditAction(StrEnum):
     AUDIT_LIST = "audit-list"
     AUDIT_VERIFY = "audit-verify"
     AUDIT_REKEY = "audit-rekey"
+    AUTHENTICATE = "authenticate"
+    """A call refused before its caller was known; the detail names the RPC."""
+    DENIALS_SUPPRESSED = "denials-suppressed"
+    """Denials past the caller's budget, counted instead of written one by one."""
 
 
 class AuditOutcome(StrEnum):

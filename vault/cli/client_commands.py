@@ -263,11 +263,23 @@ def key_status(client: VaultClient, _args: argparse.Namespace) -> int:
             else "-"
         )
         print(
-            f"{version.key_id} v{version.version} {version.state:<8} "
+            f"{version.key_id} v{version.version} {_key_state(version.state):<8} "
             f"uses={version.uses} created={created}"
         )
     print(describe_schedule(answer.schedule))
     return 0
+
+
+def _key_state(state: pb.MasterKeyState.ValueType) -> str:
+    return pb.MasterKeyState.Name(state).removeprefix("MASTER_KEY_STATE_").lower()
+
+
+def _audit_action(name: str) -> pb.AuditAction.ValueType:
+    """``--action get`` (or ``key-status``, ``AUDIT_ACTION_GET``) as the filter; "" is any."""
+    wire = "AUDIT_ACTION_" + name.upper().replace("-", "_").removeprefix("AUDIT_ACTION_")
+    if name and wire not in pb.AuditAction.keys():
+        raise SystemExit(f"pii-vault: unknown audit action {name!r} (e.g. get, put, shred)")
+    return pb.AuditAction.Value(wire) if name else pb.AUDIT_ACTION_UNSPECIFIED
 
 
 def _utc(stamp: timestamp_pb2.Timestamp) -> str:
@@ -317,7 +329,7 @@ def list_events(client: VaultClient, args: argparse.Namespace) -> int:
             pb.ListEventsRequest(
                 subject_id=args.subject,
                 caller=args.event_caller,
-                action=args.action,
+                action=_audit_action(args.action),
                 page_size=min(args.limit - shown, 1000),
                 page_token=token,
             )

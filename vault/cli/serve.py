@@ -41,6 +41,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import grpc
 
     from vault import config
+    from vault.audit.records import AuditAction
     from vault.bootstrap.app import build_app, init_data_dir, is_initialised
     from vault.bootstrap.maintenance import load_retention, start_maintenance
     from vault.bootstrap.metrics import Metrics, RpcMetrics, watch_app_state
@@ -111,7 +112,11 @@ def run_serve(args: argparse.Namespace) -> int:
             audit_reader=app.audit_reader,
             seal=gate,
             on_auth_failure=lambda method, reason: app.audit.record(
-                "", method, outcome="denied", status_code="UNAUTHENTICATED", detail=reason
+                "",
+                AuditAction.AUTHENTICATE,
+                outcome="denied",
+                status_code="UNAUTHENTICATED",
+                detail=f"{method}: {reason}",
             ),
             identity=lambda: app.policy().identity,
             interceptors=interceptors,

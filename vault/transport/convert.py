@@ -36,6 +36,54 @@ VIEWS: dict[int, str] = {
 _KINDS = "phone, email, address, card, payment_token, name, date_of_birth"
 
 
+def _stored(name: str, prefix: str) -> str:
+    """A wire enum value's stored name: ``AUDIT_ACTION_KEY_STATUS`` is stored as ``key-status``.
+
+    The audit log and the key providers store these as strings (``AuditAction``,
+    ``AuditOutcome``, ``MasterKeyState``); the wire has enums whose value names
+    are the stored names upper-cased, ``-`` as ``_``, behind the enum's prefix.
+    tests/transport/test_convert.py checks that every stored name has a value.
+    """
+    return name.removeprefix(prefix).lower().replace("_", "-")
+
+
+AUDIT_ACTIONS: dict[str, pb.AuditAction.ValueType] = {
+    _stored(name, "AUDIT_ACTION_"): number for name, number in pb.AuditAction.items() if number
+}
+AUDIT_OUTCOMES: dict[str, pb.AuditOutcome.ValueType] = {
+    _stored(name, "AUDIT_OUTCOME_"): number for name, number in pb.AuditOutcome.items() if number
+}
+KEY_STATES: dict[str, pb.MasterKeyState.ValueType] = {
+    _stored(name, "MASTER_KEY_STATE_"): number
+    for name, number in pb.MasterKeyState.items()
+    if number
+}
+_STORED_ACTIONS = {number: name for name, number in AUDIT_ACTIONS.items()}
+
+
+def audit_action_to_proto(action: str) -> pb.AuditAction.ValueType:
+    """A stored action as the wire enum; one this version has no value for is UNSPECIFIED."""
+    return AUDIT_ACTIONS.get(action, pb.AUDIT_ACTION_UNSPECIFIED)
+
+
+def audit_outcome_to_proto(outcome: str) -> pb.AuditOutcome.ValueType:
+    return AUDIT_OUTCOMES.get(outcome, pb.AUDIT_OUTCOME_UNSPECIFIED)
+
+
+def key_state_to_proto(state: str) -> pb.MasterKeyState.ValueType:
+    return KEY_STATES.get(state, pb.MASTER_KEY_STATE_UNSPECIFIED)
+
+
+def audit_action_filter(action: pb.AuditAction.ValueType, field: str = "action") -> str:
+    """ListEventsRequest.action as the stored name to filter on; "" (any) for UNSPECIFIED."""
+    if action == pb.AUDIT_ACTION_UNSPECIFIED:
+        return ""
+    stored = _STORED_ACTIONS.get(action)
+    if stored is None:
+        raise InvalidArgument(field, "is not a known AuditAction value")
+    return stored
+
+
 def view_name(view: int, field: str = "view") -> str:
     name = VIEWS.get(view)
     if name is None:
@@ -213,15 +261,28 @@ def _history_to_proto(record: AuditRecord) -> pb.AuditEvent:
     return pb.AuditEvent(
         time=timestamp(record.time),
         caller=record.caller,
-        action=record.action,
+        action=audit_action_to_proto(record.action),
         subject_id=record.subject_id,
         field=record.field,
         view=record.view,
         purpose=record.purpose,
-        outcome=record.outcome,
+        outcome=audit_outcome_to_proto(record.outcome),
         status_code=record.status_code,
         detail=record.detail,
     )
+
+
+def _history_document(event: pb.AuditEvent, record: AuditRecord) -> dict[str, Any]:
+    """An access-history entry of the signed export: action and outcome as stored.
+
+    The signed document keeps the audit log's own names ("get", "ok") rather
+    than the wire enums' (AUDIT_ACTION_GET), so its content does not depend on
+    the proto's enum naming.
+    """
+    document = json_format.MessageToDict(event, preserving_proto_field_name=True)
+    document["action"] = record.action
+    document["outcome"] = record.outcome
+    return document
 
 
 def export_to_proto(
@@ -246,7 +307,7 @@ def export_to_proto(
         subject_id,
         purpose,
         [json_format.MessageToDict(field, preserving_proto_field_name=True) for field in exported],
-        [json_format.MessageToDict(event, preserving_proto_field_name=True) for event in events],
+        [_history_document(event, record) for event, record in zip(events, history, strict=True)],
     )
     response = pb.ExportSubjectResponse(
         fields=exported,

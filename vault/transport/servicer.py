@@ -359,7 +359,10 @@ class KeyAdminServicer(pb_grpc.KeyAdminServiceServicer):
         response = pb.GetKeyStatusResponse()
         for status in self._admin.status(caller):
             version = response.versions.add(
-                key_id=status.kek_id, version=status.version, state=status.state, uses=status.uses
+                key_id=status.kek_id,
+                version=status.version,
+                state=convert.key_state_to_proto(status.state),
+                uses=status.uses,
             )
             if status.created_at is not None:
                 version.created_at.CopyFrom(convert.timestamp(status.created_at))
@@ -387,7 +390,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             caller,
             subject_id=request.subject_id,
             event_caller=request.caller,
-            action=request.action,
+            action=convert.audit_action_filter(request.action),
             start=request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None,
             end=request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None,
             page_size=request.page_size,

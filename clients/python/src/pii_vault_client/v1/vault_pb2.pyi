@@ -79,6 +79,199 @@ VIEW_TOKEN: View.ValueType  # 2
 VIEW_PLAINTEXT: View.ValueType  # 3
 Global___View: _TypeAlias = View  # noqa: Y015
 
+class _AuditAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_ACTION_UNSPECIFIED: _AuditAction.ValueType  # 0
+    """AUDIT_ACTION_UNSPECIFIED: in ListEventsRequest, any action; in an event, one
+    this server version has no name for.
+    """
+    AUDIT_ACTION_PUT: _AuditAction.ValueType  # 1
+    """A field was stored or replaced (PutField)."""
+    AUDIT_ACTION_GET: _AuditAction.ValueType  # 2
+    """A field was read (GetField, BatchGetFields)."""
+    AUDIT_ACTION_LIST: _AuditAction.ValueType  # 3
+    """A subject's fields were listed (ListFields)."""
+    AUDIT_ACTION_DETOKENIZE: _AuditAction.ValueType  # 4
+    """A token was exchanged for its value (Detokenize)."""
+    AUDIT_ACTION_FIND: _AuditAction.ValueType  # 5
+    """Subjects were looked up by value (FindSubjects)."""
+    AUDIT_ACTION_DELETE: _AuditAction.ValueType  # 6
+    """One field was crypto-shredded (DeleteField)."""
+    AUDIT_ACTION_SHRED: _AuditAction.ValueType  # 7
+    """A subject was crypto-shredded (ShredSubject, retention)."""
+    AUDIT_ACTION_EXPORT: _AuditAction.ValueType  # 8
+    """A subject was exported (ExportSubject)."""
+    AUDIT_ACTION_REVEAL: _AuditAction.ValueType  # 9
+    """A plaintext value left the vault (VIEW_PLAINTEXT read)."""
+    AUDIT_ACTION_HOLD: _AuditAction.ValueType  # 10
+    """A legal hold was set."""
+    AUDIT_ACTION_RELEASE: _AuditAction.ValueType  # 11
+    """A legal hold was released."""
+    AUDIT_ACTION_CONSENT: _AuditAction.ValueType  # 12
+    """Consent to a purpose was given or withdrawn (SetConsent)."""
+    AUDIT_ACTION_CANARY: _AuditAction.ValueType  # 13
+    """A canary field was touched: an alarm."""
+    AUDIT_ACTION_ROTATE: _AuditAction.ValueType  # 14
+    """A new master key version was made (RotateMasterKey)."""
+    AUDIT_ACTION_REWRAP: _AuditAction.ValueType  # 15
+    """Keys were rewrapped under the current master key (RewrapKeys)."""
+    AUDIT_ACTION_RETIRE: _AuditAction.ValueType  # 16
+    """An old master key version was retired."""
+    AUDIT_ACTION_KEY_STATUS: _AuditAction.ValueType  # 17
+    """The key status was read (GetKeyStatus)."""
+    AUDIT_ACTION_AUDIT_LIST: _AuditAction.ValueType  # 18
+    """The audit log was read (ListEvents)."""
+    AUDIT_ACTION_AUDIT_VERIFY: _AuditAction.ValueType  # 19
+    """The audit chain was verified (VerifyChain)."""
+    AUDIT_ACTION_AUDIT_REKEY: _AuditAction.ValueType  # 20
+    """The audit chain was re-chained under its key (an upgrade of a legacy chain)."""
+    AUDIT_ACTION_AUTHENTICATE: _AuditAction.ValueType  # 21
+    """A call was refused before its caller was known (no client certificate
+    names exactly one caller); detail names the RPC and why.
+    """
+    AUDIT_ACTION_DENIALS_SUPPRESSED: _AuditAction.ValueType  # 22
+    """Denials past the caller's denial budget, counted into one event instead of
+    written one by one (outcome AUDIT_OUTCOME_SUPPRESSED).
+    """
+
+class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
+    """AuditAction is what an audit event records was done.
+
+    Deliberate break (made while v1 had no outside users): AuditEvent.action,
+    ListEventsRequest.action, AuditEvent.outcome and MasterKeyVersion.state were
+    strings; they are enums now, under the same field numbers.
+    """
+
+AUDIT_ACTION_UNSPECIFIED: AuditAction.ValueType  # 0
+"""AUDIT_ACTION_UNSPECIFIED: in ListEventsRequest, any action; in an event, one
+this server version has no name for.
+"""
+AUDIT_ACTION_PUT: AuditAction.ValueType  # 1
+"""A field was stored or replaced (PutField)."""
+AUDIT_ACTION_GET: AuditAction.ValueType  # 2
+"""A field was read (GetField, BatchGetFields)."""
+AUDIT_ACTION_LIST: AuditAction.ValueType  # 3
+"""A subject's fields were listed (ListFields)."""
+AUDIT_ACTION_DETOKENIZE: AuditAction.ValueType  # 4
+"""A token was exchanged for its value (Detokenize)."""
+AUDIT_ACTION_FIND: AuditAction.ValueType  # 5
+"""Subjects were looked up by value (FindSubjects)."""
+AUDIT_ACTION_DELETE: AuditAction.ValueType  # 6
+"""One field was crypto-shredded (DeleteField)."""
+AUDIT_ACTION_SHRED: AuditAction.ValueType  # 7
+"""A subject was crypto-shredded (ShredSubject, retention)."""
+AUDIT_ACTION_EXPORT: AuditAction.ValueType  # 8
+"""A subject was exported (ExportSubject)."""
+AUDIT_ACTION_REVEAL: AuditAction.ValueType  # 9
+"""A plaintext value left the vault (VIEW_PLAINTEXT read)."""
+AUDIT_ACTION_HOLD: AuditAction.ValueType  # 10
+"""A legal hold was set."""
+AUDIT_ACTION_RELEASE: AuditAction.ValueType  # 11
+"""A legal hold was released."""
+AUDIT_ACTION_CONSENT: AuditAction.ValueType  # 12
+"""Consent to a purpose was given or withdrawn (SetConsent)."""
+AUDIT_ACTION_CANARY: AuditAction.ValueType  # 13
+"""A canary field was touched: an alarm."""
+AUDIT_ACTION_ROTATE: AuditAction.ValueType  # 14
+"""A new master key version was made (RotateMasterKey)."""
+AUDIT_ACTION_REWRAP: AuditAction.ValueType  # 15
+"""Keys were rewrapped under the current master key (RewrapKeys)."""
+AUDIT_ACTION_RETIRE: AuditAction.ValueType  # 16
+"""An old master key version was retired."""
+AUDIT_ACTION_KEY_STATUS: AuditAction.ValueType  # 17
+"""The key status was read (GetKeyStatus)."""
+AUDIT_ACTION_AUDIT_LIST: AuditAction.ValueType  # 18
+"""The audit log was read (ListEvents)."""
+AUDIT_ACTION_AUDIT_VERIFY: AuditAction.ValueType  # 19
+"""The audit chain was verified (VerifyChain)."""
+AUDIT_ACTION_AUDIT_REKEY: AuditAction.ValueType  # 20
+"""The audit chain was re-chained under its key (an upgrade of a legacy chain)."""
+AUDIT_ACTION_AUTHENTICATE: AuditAction.ValueType  # 21
+"""A call was refused before its caller was known (no client certificate
+names exactly one caller); detail names the RPC and why.
+"""
+AUDIT_ACTION_DENIALS_SUPPRESSED: AuditAction.ValueType  # 22
+"""Denials past the caller's denial budget, counted into one event instead of
+written one by one (outcome AUDIT_OUTCOME_SUPPRESSED).
+"""
+Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
+
+class _AuditOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_OUTCOME_UNSPECIFIED: _AuditOutcome.ValueType  # 0
+    """AUDIT_OUTCOME_UNSPECIFIED: an outcome this server version has no name for."""
+    AUDIT_OUTCOME_OK: _AuditOutcome.ValueType  # 1
+    """The call did what was asked."""
+    AUDIT_OUTCOME_DENIED: _AuditOutcome.ValueType  # 2
+    """The policy refused it (PERMISSION_DENIED, UNAUTHENTICATED)."""
+    AUDIT_OUTCOME_REFUSED: _AuditOutcome.ValueType  # 3
+    """It was refused for another reason: a budget, a legal hold, a bad argument."""
+    AUDIT_OUTCOME_FAILED: _AuditOutcome.ValueType  # 4
+    """It failed inside the vault (storage, key provider, tampering)."""
+    AUDIT_OUTCOME_SUPPRESSED: _AuditOutcome.ValueType  # 5
+    """Records a run of identical events that were counted instead of written."""
+    AUDIT_OUTCOME_ALARM: _AuditOutcome.ValueType  # 6
+    """An enumeration alarm was raised (searching or denials past their budget)."""
+    AUDIT_OUTCOME_CANARY: _AuditOutcome.ValueType  # 7
+    """A canary field was touched."""
+
+class AuditOutcome(_AuditOutcome, metaclass=_AuditOutcomeEnumTypeWrapper):
+    """AuditOutcome is how an audited call ended."""
+
+AUDIT_OUTCOME_UNSPECIFIED: AuditOutcome.ValueType  # 0
+"""AUDIT_OUTCOME_UNSPECIFIED: an outcome this server version has no name for."""
+AUDIT_OUTCOME_OK: AuditOutcome.ValueType  # 1
+"""The call did what was asked."""
+AUDIT_OUTCOME_DENIED: AuditOutcome.ValueType  # 2
+"""The policy refused it (PERMISSION_DENIED, UNAUTHENTICATED)."""
+AUDIT_OUTCOME_REFUSED: AuditOutcome.ValueType  # 3
+"""It was refused for another reason: a budget, a legal hold, a bad argument."""
+AUDIT_OUTCOME_FAILED: AuditOutcome.ValueType  # 4
+"""It failed inside the vault (storage, key provider, tampering)."""
+AUDIT_OUTCOME_SUPPRESSED: AuditOutcome.ValueType  # 5
+"""Records a run of identical events that were counted instead of written."""
+AUDIT_OUTCOME_ALARM: AuditOutcome.ValueType  # 6
+"""An enumeration alarm was raised (searching or denials past their budget)."""
+AUDIT_OUTCOME_CANARY: AuditOutcome.ValueType  # 7
+"""A canary field was touched."""
+Global___AuditOutcome: _TypeAlias = AuditOutcome  # noqa: Y015
+
+class _MasterKeyState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MasterKeyStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MasterKeyState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MASTER_KEY_STATE_UNSPECIFIED: _MasterKeyState.ValueType  # 0
+    """MASTER_KEY_STATE_UNSPECIFIED: a state this server version has no name for."""
+    MASTER_KEY_STATE_ACTIVE: _MasterKeyState.ValueType  # 1
+    """The version can unwrap keys; a newer one wraps new keys."""
+    MASTER_KEY_STATE_RETIRED: _MasterKeyState.ValueType  # 2
+    """The version is retired: no key is wrapped under it any more."""
+    MASTER_KEY_STATE_CURRENT: _MasterKeyState.ValueType  # 3
+    """The version that wraps new keys (an active one)."""
+
+class MasterKeyState(_MasterKeyState, metaclass=_MasterKeyStateEnumTypeWrapper):
+    """MasterKeyState is where a master key version is in its life."""
+
+MASTER_KEY_STATE_UNSPECIFIED: MasterKeyState.ValueType  # 0
+"""MASTER_KEY_STATE_UNSPECIFIED: a state this server version has no name for."""
+MASTER_KEY_STATE_ACTIVE: MasterKeyState.ValueType  # 1
+"""The version can unwrap keys; a newer one wraps new keys."""
+MASTER_KEY_STATE_RETIRED: MasterKeyState.ValueType  # 2
+"""The version is retired: no key is wrapped under it any more."""
+MASTER_KEY_STATE_CURRENT: MasterKeyState.ValueType  # 3
+"""The version that wraps new keys (an active one)."""
+Global___MasterKeyState: _TypeAlias = MasterKeyState  # noqa: Y015
+
 @_typing.final
 class PhoneNumber(_message.Message):
     """PhoneNumber is parsed with libphonenumber and stored as E.164."""
@@ -1131,7 +1324,7 @@ class MasterKeyVersion(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     version: _builtins.int
-    state: _builtins.str
+    state: Global___MasterKeyState.ValueType
     uses: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -1140,7 +1333,7 @@ class MasterKeyVersion(_message.Message):
         *,
         key_id: _builtins.str = ...,
         version: _builtins.int = ...,
-        state: _builtins.str = ...,
+        state: Global___MasterKeyState.ValueType = ...,
         uses: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
@@ -1261,12 +1454,12 @@ class AuditEvent(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     caller: _builtins.str
-    action: _builtins.str
+    action: Global___AuditAction.ValueType
     subject_id: _builtins.str
     field: _builtins.str
     view: _builtins.str
     purpose: _builtins.str
-    outcome: _builtins.str
+    outcome: Global___AuditOutcome.ValueType
     status_code: _builtins.str
     hash: _builtins.bytes
     prev_hash: _builtins.bytes
@@ -1282,12 +1475,12 @@ class AuditEvent(_message.Message):
         sequence: _builtins.int = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
         caller: _builtins.str = ...,
-        action: _builtins.str = ...,
+        action: Global___AuditAction.ValueType = ...,
         subject_id: _builtins.str = ...,
         field: _builtins.str = ...,
         view: _builtins.str = ...,
         purpose: _builtins.str = ...,
-        outcome: _builtins.str = ...,
+        outcome: Global___AuditOutcome.ValueType = ...,
         status_code: _builtins.str = ...,
         hash: _builtins.bytes = ...,
         prev_hash: _builtins.bytes = ...,
@@ -1316,7 +1509,8 @@ class ListEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
     caller: _builtins.str
-    action: _builtins.str
+    action: Global___AuditAction.ValueType
+    """Only events of this action; AUDIT_ACTION_UNSPECIFIED for any."""
     page_size: _builtins.int
     page_token: _builtins.str
     @_builtins.property
@@ -1328,7 +1522,7 @@ class ListEventsRequest(_message.Message):
         *,
         subject_id: _builtins.str = ...,
         caller: _builtins.str = ...,
-        action: _builtins.str = ...,
+        action: Global___AuditAction.ValueType = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,

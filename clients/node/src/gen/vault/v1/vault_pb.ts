@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vault/v1/vault.proto.
  */
 export const file_vault_v1_vault: GenFile = /*@__PURE__*/
-  fileDesc("ChR2YXVsdC92MS92YXVsdC5wcm90bxIIdmF1bHQudjEiNQoLUGhvbmVOdW1iZXISDgoGbnVtYmVyGAEgASgJEhYKDmRlZmF1bHRfcmVnaW9uGAIgASgJIlQKC1BheW1lbnRDYXJkEgsKA3BhbhgBIAEoCRIRCglleHBfbW9udGgYAiABKAUSEAoIZXhwX3llYXIYAyABKAUSEwoLaG9sZGVyX25hbWUYBCABKAkiLwoMUGF5bWVudFRva2VuEhAKCHByb3ZpZGVyGAEgASgJEg0KBXRva2VuGAIgASgJIpACCgpGaWVsZFZhbHVlEiYKBXBob25lGAEgASgLMhUudmF1bHQudjEuUGhvbmVOdW1iZXJIABIPCgVlbWFpbBgCIAEoCUgAEi0KB2FkZHJlc3MYAyABKAsyGi5nb29nbGUudHlwZS5Qb3N0YWxBZGRyZXNzSAASJQoEY2FyZBgEIAEoCzIVLnZhdWx0LnYxLlBheW1lbnRDYXJkSAASLwoNcGF5bWVudF90b2tlbhgFIAEoCzIWLnZhdWx0LnYxLlBheW1lbnRUb2tlbkgAEg4KBG5hbWUYBiABKAlIABIqCg1kYXRlX29mX2JpcnRoGAcgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZUgAQgYKBGtpbmQiTgoJQ2FyZEZhY3RzEg0KBWJyYW5kGAEgASgJEg0KBWxhc3Q0GAIgASgJEhEKCWV4cF9tb250aBgDIAEoBRIQCghleHBfeWVhchgEIAEoBSI1CgxBZGRyZXNzRmFjdHMSEwoLcmVnaW9uX2NvZGUYASABKAkSEAoIbG9jYWxpdHkYAiABKAkiIgoKUGhvbmVGYWN0cxIUCgxjb3VudHJ5X2NvZGUYASABKAUiogIKCUZpZWxkVmlldxISCgpzdWJqZWN0X2lkGAEgASgJEg0KBWZpZWxkGAIgASgJEiEKBHR5cGUYAyABKA4yEy52YXVsdC52MS5GaWVsZFR5cGUSDgoGbWFza2VkGAQgASgJEg0KBXRva2VuGAUgASgJEg8KB3ZlcnNpb24YBiABKAMSLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoEY2FyZBgIIAEoCzITLnZhdWx0LnYxLkNhcmRGYWN0cxInCgdhZGRyZXNzGAkgASgLMhYudmF1bHQudjEuQWRkcmVzc0ZhY3RzEiMKBXBob25lGAogASgLMhQudmF1bHQudjEuUGhvbmVGYWN0cyJyCg9QdXRGaWVsZFJlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRINCgVmaWVsZBgCIAEoCRIjCgV2YWx1ZRgDIAEoCzIULnZhdWx0LnYxLkZpZWxkVmFsdWUSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIjUKEFB1dEZpZWxkUmVzcG9uc2USIQoEdmlldxgBIAEoCzITLnZhdWx0LnYxLkZpZWxkVmlldyJjCg9HZXRGaWVsZFJlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRINCgVmaWVsZBgCIAEoCRIcCgR2aWV3GAMgASgOMg4udmF1bHQudjEuVmlldxIPCgdwdXJwb3NlGAQgASgJIloKEEdldEZpZWxkUmVzcG9uc2USIQoEdmlldxgBIAEoCzITLnZhdWx0LnYxLkZpZWxkVmlldxIjCgV2YWx1ZRgCIAEoCzIULnZhdWx0LnYxLkZpZWxkVmFsdWUiQQoVQmF0Y2hHZXRGaWVsZHNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkudmF1bHQudjEuR2V0RmllbGRSZXF1ZXN0InIKFEJhdGNoR2V0RmllbGRzUmVzdWx0EisKBWZpZWxkGAEgASgLMhoudmF1bHQudjEuR2V0RmllbGRSZXNwb25zZUgAEiMKBWVycm9yGAIgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIICgZyZXN1bHQiSQoWQmF0Y2hHZXRGaWVsZHNSZXNwb25zZRIvCgdyZXN1bHRzGAEgAygLMh4udmF1bHQudjEuQmF0Y2hHZXRGaWVsZHNSZXN1bHQiJwoRTGlzdEZpZWxkc1JlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCSI5ChJMaXN0RmllbGRzUmVzcG9uc2USIwoGZmllbGRzGAEgAygLMhMudmF1bHQudjEuRmllbGRWaWV3IjMKEURldG9rZW5pemVSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg8KB3B1cnBvc2UYAiABKAkiXAoSRGV0b2tlbml6ZVJlc3BvbnNlEiEKBHZpZXcYASABKAsyEy52YXVsdC52MS5GaWVsZFZpZXcSIwoFdmFsdWUYAiABKAsyFC52YXVsdC52MS5GaWVsZFZhbHVlIjoKE0ZpbmRTdWJqZWN0c1JlcXVlc3QSIwoFdmFsdWUYASABKAsyFC52YXVsdC52MS5GaWVsZFZhbHVlIjoKFEZpbmRTdWJqZWN0c1Jlc3BvbnNlEhMKC3N1YmplY3RfaWRzGAEgAygJEg0KBWZvdW5kGAIgASgIIjcKEkRlbGV0ZUZpZWxkUmVxdWVzdBISCgpzdWJqZWN0X2lkGAEgASgJEg0KBWZpZWxkGAIgASgJImgKE0RlbGV0ZUZpZWxkUmVzcG9uc2USEgoKc3ViamVjdF9pZBgBIAEoCRINCgVmaWVsZBgCIAEoCRIuCgpkZWxldGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNChNTaHJlZFN1YmplY3RSZXF1ZXN0EhIKCnN1YmplY3RfaWQYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkivwIKDFNocmVkUmVjZWlwdBISCgpzdWJqZWN0X2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEi8KC3NocmVkZGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBmaWVsZHNfZGVzdHJveWVkGAUgASgFEg8KB2tleV9pZHMYBiADKAkSMgoOYmFja3VwX2hvcml6b24YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3BheWxvYWQYCCABKAwSEQoJc2lnbmF0dXJlGAkgASgMEhYKDnNpZ25pbmdfa2V5X2lkGAogASgJEisKDGF1ZGl0X2FuY2hvchgLIAEoCzIVLnZhdWx0LnYxLkF1ZGl0QW5jaG9yIj8KFFNocmVkU3ViamVjdFJlc3BvbnNlEicKB3JlY2VpcHQYASABKAsyFi52YXVsdC52MS5TaHJlZFJlY2VpcHQiOwoURXhwb3J0U3ViamVjdFJlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRIPCgdwdXJwb3NlGAIgASgJIlcKDUV4cG9ydGVkRmllbGQSIQoEdmlldxgBIAEoCzITLnZhdWx0LnYxLkZpZWxkVmlldxIjCgV2YWx1ZRgCIAEoCzIULnZhdWx0LnYxLkZpZWxkVmFsdWUi1wEKFUV4cG9ydFN1YmplY3RSZXNwb25zZRInCgZmaWVsZHMYASADKAsyFy52YXVsdC52MS5FeHBvcnRlZEZpZWxkEiwKDmFjY2Vzc19oaXN0b3J5GAIgAygLMhQudmF1bHQudjEuQXVkaXRFdmVudBIPCgdwYXlsb2FkGAMgASgMEhEKCXNpZ25hdHVyZRgEIAEoDBIWCg5zaWduaW5nX2tleV9pZBgFIAEoCRIrCgxhdWRpdF9hbmNob3IYBiABKAsyFS52YXVsdC52MS5BdWRpdEFuY2hvciJHChNTZXRMZWdhbEhvbGRSZXF1ZXN0EhIKCnN1YmplY3RfaWQYASABKAkSDAoEaG9sZBgCIAEoCBIOCgZyZWFzb24YAyABKAkiJAoUU2V0TGVnYWxIb2xkUmVzcG9uc2USDAoEaG9sZBgBIAEoCCJJChFTZXRDb25zZW50UmVxdWVzdBISCgpzdWJqZWN0X2lkGAEgASgJEg8KB3B1cnBvc2UYAiABKAkSDwoHZ3JhbnRlZBgDIAEoCCIlChJTZXRDb25zZW50UmVzcG9uc2USDwoHZ3JhbnRlZBgBIAEoCCIYChZSb3RhdGVNYXN0ZXJLZXlSZXF1ZXN0IjoKF1JvdGF0ZU1hc3RlcktleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIicKEVJld3JhcEtleXNSZXF1ZXN0EhIKCmJhdGNoX3NpemUYASABKAUiMQoSUmV3cmFwS2V5c1Jlc3BvbnNlEgwKBGRvbmUYASABKAMSDQoFdG90YWwYAiABKAMiFQoTR2V0S2V5U3RhdHVzUmVxdWVzdCKAAQoQTWFzdGVyS2V5VmVyc2lvbhIOCgZrZXlfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoBRINCgVzdGF0ZRgDIAEoCRIMCgR1c2VzGAQgASgDEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr0CChNLZXlSb3RhdGlvblNjaGVkdWxlEg8KB2VuYWJsZWQYASABKAgSKQoGcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDWxhc3Rfcm90YXRpb24YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEW5leHRfcm90YXRpb25fZHVlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5rZXlzX3RvX3Jld3JhcBgFIAEoAxIjCht2ZXJzaW9uc19wZW5kaW5nX3JldGlyZW1lbnQYBiADKAUSMgoOYmFja3VwX2hvcml6b24YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB292ZXJkdWUYCCABKAgidQoUR2V0S2V5U3RhdHVzUmVzcG9uc2USLAoIdmVyc2lvbnMYASADKAsyGi52YXVsdC52MS5NYXN0ZXJLZXlWZXJzaW9uEi8KCHNjaGVkdWxlGAIgASgLMh0udmF1bHQudjEuS2V5Um90YXRpb25TY2hlZHVsZSKBAgoKQXVkaXRFdmVudBIQCghzZXF1ZW5jZRgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZjYWxsZXIYAyABKAkSDgoGYWN0aW9uGAQgASgJEhIKCnN1YmplY3RfaWQYBSABKAkSDQoFZmllbGQYBiABKAkSDAoEdmlldxgHIAEoCRIPCgdwdXJwb3NlGAggASgJEg8KB291dGNvbWUYCSABKAkSEwoLc3RhdHVzX2NvZGUYCiABKAkSDAoEaGFzaBgLIAEoDBIRCglwcmV2X2hhc2gYDCABKAwSDgoGZGV0YWlsGA0gASgJIswBChFMaXN0RXZlbnRzUmVxdWVzdBISCgpzdWJqZWN0X2lkGAEgASgJEg4KBmNhbGxlchgCIAEoCRIOCgZhY3Rpb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIlMKEkxpc3RFdmVudHNSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC52YXVsdC52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI8ChJWZXJpZnlDaGFpblJlcXVlc3QSJgoHYW5jaG9ycxgBIAMoCzIVLnZhdWx0LnYxLkF1ZGl0QW5jaG9yIi0KC0F1ZGl0QW5jaG9yEhAKCHNlcXVlbmNlGAEgASgDEgwKBGhhc2gYAiABKAwifwoTVmVyaWZ5Q2hhaW5SZXNwb25zZRIKCgJvaxgBIAEoCBIWCg5ldmVudHNfY2hlY2tlZBgCIAEoAxIaChJmaXJzdF9iYWRfcG9zaXRpb24YAyABKAMSDwoHcHJvYmxlbRgEIAEoCRIXCg9hbmNob3JzX2NoZWNrZWQYBSABKAMq0QEKCUZpZWxkVHlwZRIaChZGSUVMRF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQRklFTERfVFlQRV9QSE9ORRABEhQKEEZJRUxEX1RZUEVfRU1BSUwQAhIWChJGSUVMRF9UWVBFX0FERFJFU1MQAxITCg9GSUVMRF9UWVBFX0NBUkQQBBIcChhGSUVMRF9UWVBFX1BBWU1FTlRfVE9LRU4QBRITCg9GSUVMRF9UWVBFX05BTUUQBhIcChhGSUVMRF9UWVBFX0RBVEVfT0ZfQklSVEgQBypRCgRWaWV3EhQKEFZJRVdfVU5TUEVDSUZJRUQQABIPCgtWSUVXX01BU0tFRBABEg4KClZJRVdfVE9LRU4QAhISCg5WSUVXX1BMQUlOVEVYVBADMs8GCgxWYXVsdFNlcnZpY2USQQoIUHV0RmllbGQSGS52YXVsdC52MS5QdXRGaWVsZFJlcXVlc3QaGi52YXVsdC52MS5QdXRGaWVsZFJlc3BvbnNlEkEKCEdldEZpZWxkEhkudmF1bHQudjEuR2V0RmllbGRSZXF1ZXN0GhoudmF1bHQudjEuR2V0RmllbGRSZXNwb25zZRJTCg5CYXRjaEdldEZpZWxkcxIfLnZhdWx0LnYxLkJhdGNoR2V0RmllbGRzUmVxdWVzdBogLnZhdWx0LnYxLkJhdGNoR2V0RmllbGRzUmVzcG9uc2USRwoKTGlzdEZpZWxkcxIbLnZhdWx0LnYxLkxpc3RGaWVsZHNSZXF1ZXN0GhwudmF1bHQudjEuTGlzdEZpZWxkc1Jlc3BvbnNlEkcKCkRldG9rZW5pemUSGy52YXVsdC52MS5EZXRva2VuaXplUmVxdWVzdBocLnZhdWx0LnYxLkRldG9rZW5pemVSZXNwb25zZRJNCgxGaW5kU3ViamVjdHMSHS52YXVsdC52MS5GaW5kU3ViamVjdHNSZXF1ZXN0Gh4udmF1bHQudjEuRmluZFN1YmplY3RzUmVzcG9uc2USSgoLRGVsZXRlRmllbGQSHC52YXVsdC52MS5EZWxldGVGaWVsZFJlcXVlc3QaHS52YXVsdC52MS5EZWxldGVGaWVsZFJlc3BvbnNlEk0KDFNocmVkU3ViamVjdBIdLnZhdWx0LnYxLlNocmVkU3ViamVjdFJlcXVlc3QaHi52YXVsdC52MS5TaHJlZFN1YmplY3RSZXNwb25zZRJQCg1FeHBvcnRTdWJqZWN0Eh4udmF1bHQudjEuRXhwb3J0U3ViamVjdFJlcXVlc3QaHy52YXVsdC52MS5FeHBvcnRTdWJqZWN0UmVzcG9uc2USTQoMU2V0TGVnYWxIb2xkEh0udmF1bHQudjEuU2V0TGVnYWxIb2xkUmVxdWVzdBoeLnZhdWx0LnYxLlNldExlZ2FsSG9sZFJlc3BvbnNlEkcKClNldENvbnNlbnQSGy52YXVsdC52MS5TZXRDb25zZW50UmVxdWVzdBocLnZhdWx0LnYxLlNldENvbnNlbnRSZXNwb25zZTKDAgoPS2V5QWRtaW5TZXJ2aWNlElYKD1JvdGF0ZU1hc3RlcktleRIgLnZhdWx0LnYxLlJvdGF0ZU1hc3RlcktleVJlcXVlc3QaIS52YXVsdC52MS5Sb3RhdGVNYXN0ZXJLZXlSZXNwb25zZRJJCgpSZXdyYXBLZXlzEhsudmF1bHQudjEuUmV3cmFwS2V5c1JlcXVlc3QaHC52YXVsdC52MS5SZXdyYXBLZXlzUmVzcG9uc2UwARJNCgxHZXRLZXlTdGF0dXMSHS52YXVsdC52MS5HZXRLZXlTdGF0dXNSZXF1ZXN0Gh4udmF1bHQudjEuR2V0S2V5U3RhdHVzUmVzcG9uc2UyowEKDEF1ZGl0U2VydmljZRJHCgpMaXN0RXZlbnRzEhsudmF1bHQudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC52YXVsdC52MS5MaXN0RXZlbnRzUmVzcG9uc2USSgoLVmVyaWZ5Q2hhaW4SHC52YXVsdC52MS5WZXJpZnlDaGFpblJlcXVlc3QaHS52YXVsdC52MS5WZXJpZnlDaGFpblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_rpc_status, file_google_type_date, file_google_type_postal_address]);
+  fileDesc("ChR2YXVsdC92MS92YXVsdC5wcm90bxIIdmF1bHQudjEiNQoLUGhvbmVOdW1iZXISDgoGbnVtYmVyGAEgASgJEhYKDmRlZmF1bHRfcmVnaW9uGAIgASgJIlQKC1BheW1lbnRDYXJkEgsKA3BhbhgBIAEoCRIRCglleHBfbW9udGgYAiABKAUSEAoIZXhwX3llYXIYAyABKAUSEwoLaG9sZGVyX25hbWUYBCABKAkiLwoMUGF5bWVudFRva2VuEhAKCHByb3ZpZGVyGAEgASgJEg0KBXRva2VuGAIgASgJIpACCgpGaWVsZFZhbHVlEiYKBXBob25lGAEgASgLMhUudmF1bHQudjEuUGhvbmVOdW1iZXJIABIPCgVlbWFpbBgCIAEoCUgAEi0KB2FkZHJlc3MYAyABKAsyGi5nb29nbGUudHlwZS5Qb3N0YWxBZGRyZXNzSAASJQoEY2FyZBgEIAEoCzIVLnZhdWx0LnYxLlBheW1lbnRDYXJkSAASLwoNcGF5bWVudF90b2tlbhgFIAEoCzIWLnZhdWx0LnYxLlBheW1lbnRUb2tlbkgAEg4KBG5hbWUYBiABKAlIABIqCg1kYXRlX29mX2JpcnRoGAcgASgLMhEuZ29vZ2xlLnR5cGUuRGF0ZUgAQgYKBGtpbmQiTgoJQ2FyZEZhY3RzEg0KBWJyYW5kGAEgASgJEg0KBWxhc3Q0GAIgASgJEhEKCWV4cF9tb250aBgDIAEoBRIQCghleHBfeWVhchgEIAEoBSI1CgxBZGRyZXNzRmFjdHMSEwoLcmVnaW9uX2NvZGUYASABKAkSEAoIbG9jYWxpdHkYAiABKAkiIgoKUGhvbmVGYWN0cxIUCgxjb3VudHJ5X2NvZGUYASABKAUiogIKCUZpZWxkVmlldxISCgpzdWJqZWN0X2lkGAEgASgJEg0KBWZpZWxkGAIgASgJEiEKBHR5cGUYAyABKA4yEy52YXVsdC52MS5GaWVsZFR5cGUSDgoGbWFza2VkGAQgASgJEg0KBXRva2VuGAUgASgJEg8KB3ZlcnNpb24YBiABKAMSLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIQoEY2FyZBgIIAEoCzITLnZhdWx0LnYxLkNhcmRGYWN0cxInCgdhZGRyZXNzGAkgASgLMhYudmF1bHQudjEuQWRkcmVzc0ZhY3RzEiMKBXBob25lGAogASgLMhQudmF1bHQudjEuUGhvbmVGYWN0cyJyCg9QdXRGaWVsZFJlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRINCgVmaWVsZBgCIAEoCRIjCgV2YWx1ZRgDIAEoCzIULnZhdWx0LnYxLkZpZWxkVmFsdWUSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIjUKEFB1dEZpZWxkUmVzcG9uc2USIQoEdmlldxgBIAEoCzITLnZhdWx0LnYxLkZpZWxkVmlldyJjCg9HZXRGaWVsZFJlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRINCgVmaWVsZBgCIAEoCRIcCgR2aWV3GAMgASgOMg4udmF1bHQudjEuVmlldxIPCgdwdXJwb3NlGAQgASgJIloKEEdldEZpZWxkUmVzcG9uc2USIQoEdmlldxgBIAEoCzITLnZhdWx0LnYxLkZpZWxkVmlldxIjCgV2YWx1ZRgCIAEoCzIULnZhdWx0LnYxLkZpZWxkVmFsdWUiQQoVQmF0Y2hHZXRGaWVsZHNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkudmF1bHQudjEuR2V0RmllbGRSZXF1ZXN0InIKFEJhdGNoR2V0RmllbGRzUmVzdWx0EisKBWZpZWxkGAEgASgLMhoudmF1bHQudjEuR2V0RmllbGRSZXNwb25zZUgAEiMKBWVycm9yGAIgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIICgZyZXN1bHQiSQoWQmF0Y2hHZXRGaWVsZHNSZXNwb25zZRIvCgdyZXN1bHRzGAEgAygLMh4udmF1bHQudjEuQmF0Y2hHZXRGaWVsZHNSZXN1bHQiJwoRTGlzdEZpZWxkc1JlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCSI5ChJMaXN0RmllbGRzUmVzcG9uc2USIwoGZmllbGRzGAEgAygLMhMudmF1bHQudjEuRmllbGRWaWV3IjMKEURldG9rZW5pemVSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEg8KB3B1cnBvc2UYAiABKAkiXAoSRGV0b2tlbml6ZVJlc3BvbnNlEiEKBHZpZXcYASABKAsyEy52YXVsdC52MS5GaWVsZFZpZXcSIwoFdmFsdWUYAiABKAsyFC52YXVsdC52MS5GaWVsZFZhbHVlIjoKE0ZpbmRTdWJqZWN0c1JlcXVlc3QSIwoFdmFsdWUYASABKAsyFC52YXVsdC52MS5GaWVsZFZhbHVlIjoKFEZpbmRTdWJqZWN0c1Jlc3BvbnNlEhMKC3N1YmplY3RfaWRzGAEgAygJEg0KBWZvdW5kGAIgASgIIjcKEkRlbGV0ZUZpZWxkUmVxdWVzdBISCgpzdWJqZWN0X2lkGAEgASgJEg0KBWZpZWxkGAIgASgJImgKE0RlbGV0ZUZpZWxkUmVzcG9uc2USEgoKc3ViamVjdF9pZBgBIAEoCRINCgVmaWVsZBgCIAEoCRIuCgpkZWxldGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNChNTaHJlZFN1YmplY3RSZXF1ZXN0EhIKCnN1YmplY3RfaWQYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkivwIKDFNocmVkUmVjZWlwdBISCgpzdWJqZWN0X2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEi8KC3NocmVkZGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBmaWVsZHNfZGVzdHJveWVkGAUgASgFEg8KB2tleV9pZHMYBiADKAkSMgoOYmFja3VwX2hvcml6b24YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3BheWxvYWQYCCABKAwSEQoJc2lnbmF0dXJlGAkgASgMEhYKDnNpZ25pbmdfa2V5X2lkGAogASgJEisKDGF1ZGl0X2FuY2hvchgLIAEoCzIVLnZhdWx0LnYxLkF1ZGl0QW5jaG9yIj8KFFNocmVkU3ViamVjdFJlc3BvbnNlEicKB3JlY2VpcHQYASABKAsyFi52YXVsdC52MS5TaHJlZFJlY2VpcHQiOwoURXhwb3J0U3ViamVjdFJlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRIPCgdwdXJwb3NlGAIgASgJIlcKDUV4cG9ydGVkRmllbGQSIQoEdmlldxgBIAEoCzITLnZhdWx0LnYxLkZpZWxkVmlldxIjCgV2YWx1ZRgCIAEoCzIULnZhdWx0LnYxLkZpZWxkVmFsdWUi1wEKFUV4cG9ydFN1YmplY3RSZXNwb25zZRInCgZmaWVsZHMYASADKAsyFy52YXVsdC52MS5FeHBvcnRlZEZpZWxkEiwKDmFjY2Vzc19oaXN0b3J5GAIgAygLMhQudmF1bHQudjEuQXVkaXRFdmVudBIPCgdwYXlsb2FkGAMgASgMEhEKCXNpZ25hdHVyZRgEIAEoDBIWCg5zaWduaW5nX2tleV9pZBgFIAEoCRIrCgxhdWRpdF9hbmNob3IYBiABKAsyFS52YXVsdC52MS5BdWRpdEFuY2hvciJHChNTZXRMZWdhbEhvbGRSZXF1ZXN0EhIKCnN1YmplY3RfaWQYASABKAkSDAoEaG9sZBgCIAEoCBIOCgZyZWFzb24YAyABKAkiJAoUU2V0TGVnYWxIb2xkUmVzcG9uc2USDAoEaG9sZBgBIAEoCCJJChFTZXRDb25zZW50UmVxdWVzdBISCgpzdWJqZWN0X2lkGAEgASgJEg8KB3B1cnBvc2UYAiABKAkSDwoHZ3JhbnRlZBgDIAEoCCIlChJTZXRDb25zZW50UmVzcG9uc2USDwoHZ3JhbnRlZBgBIAEoCCIYChZSb3RhdGVNYXN0ZXJLZXlSZXF1ZXN0IjoKF1JvdGF0ZU1hc3RlcktleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIicKEVJld3JhcEtleXNSZXF1ZXN0EhIKCmJhdGNoX3NpemUYASABKAUiMQoSUmV3cmFwS2V5c1Jlc3BvbnNlEgwKBGRvbmUYASABKAMSDQoFdG90YWwYAiABKAMiFQoTR2V0S2V5U3RhdHVzUmVxdWVzdCKaAQoQTWFzdGVyS2V5VmVyc2lvbhIOCgZrZXlfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoBRInCgVzdGF0ZRgDIAEoDjIYLnZhdWx0LnYxLk1hc3RlcktleVN0YXRlEgwKBHVzZXMYBCABKAMSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivQIKE0tleVJvdGF0aW9uU2NoZWR1bGUSDwoHZW5hYmxlZBgBIAEoCBIpCgZwZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoNbGFzdF9yb3RhdGlvbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbmV4dF9yb3RhdGlvbl9kdWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmtleXNfdG9fcmV3cmFwGAUgASgDEiMKG3ZlcnNpb25zX3BlbmRpbmdfcmV0aXJlbWVudBgGIAMoBRIyCg5iYWNrdXBfaG9yaXpvbhgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3ZlcmR1ZRgIIAEoCCJ1ChRHZXRLZXlTdGF0dXNSZXNwb25zZRIsCgh2ZXJzaW9ucxgBIAMoCzIaLnZhdWx0LnYxLk1hc3RlcktleVZlcnNpb24SLwoIc2NoZWR1bGUYAiABKAsyHS52YXVsdC52MS5LZXlSb3RhdGlvblNjaGVkdWxlIrACCgpBdWRpdEV2ZW50EhAKCHNlcXVlbmNlGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmNhbGxlchgDIAEoCRIlCgZhY3Rpb24YBCABKA4yFS52YXVsdC52MS5BdWRpdEFjdGlvbhISCgpzdWJqZWN0X2lkGAUgASgJEg0KBWZpZWxkGAYgASgJEgwKBHZpZXcYByABKAkSDwoHcHVycG9zZRgIIAEoCRInCgdvdXRjb21lGAkgASgOMhYudmF1bHQudjEuQXVkaXRPdXRjb21lEhMKC3N0YXR1c19jb2RlGAogASgJEgwKBGhhc2gYCyABKAwSEQoJcHJldl9oYXNoGAwgASgMEg4KBmRldGFpbBgNIAEoCSLjAQoRTGlzdEV2ZW50c1JlcXVlc3QSEgoKc3ViamVjdF9pZBgBIAEoCRIOCgZjYWxsZXIYAiABKAkSJQoGYWN0aW9uGAMgASgOMhUudmF1bHQudjEuQXVkaXRBY3Rpb24SLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIlMKEkxpc3RFdmVudHNSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC52YXVsdC52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI8ChJWZXJpZnlDaGFpblJlcXVlc3QSJgoHYW5jaG9ycxgBIAMoCzIVLnZhdWx0LnYxLkF1ZGl0QW5jaG9yIi0KC0F1ZGl0QW5jaG9yEhAKCHNlcXVlbmNlGAEgASgDEgwKBGhhc2gYAiABKAwifwoTVmVyaWZ5Q2hhaW5SZXNwb25zZRIKCgJvaxgBIAEoCBIWCg5ldmVudHNfY2hlY2tlZBgCIAEoAxIaChJmaXJzdF9iYWRfcG9zaXRpb24YAyABKAMSDwoHcHJvYmxlbRgEIAEoCRIXCg9hbmNob3JzX2NoZWNrZWQYBSABKAMq0QEKCUZpZWxkVHlwZRIaChZGSUVMRF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQRklFTERfVFlQRV9QSE9ORRABEhQKEEZJRUxEX1RZUEVfRU1BSUwQAhIWChJGSUVMRF9UWVBFX0FERFJFU1MQAxITCg9GSUVMRF9UWVBFX0NBUkQQBBIcChhGSUVMRF9UWVBFX1BBWU1FTlRfVE9LRU4QBRITCg9GSUVMRF9UWVBFX05BTUUQBhIcChhGSUVMRF9UWVBFX0RBVEVfT0ZfQklSVEgQBypRCgRWaWV3EhQKEFZJRVdfVU5TUEVDSUZJRUQQABIPCgtWSUVXX01BU0tFRBABEg4KClZJRVdfVE9LRU4QAhISCg5WSUVXX1BMQUlOVEVYVBADKu8ECgtBdWRpdEFjdGlvbhIcChhBVURJVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIUChBBVURJVF9BQ1RJT05fUFVUEAESFAoQQVVESVRfQUNUSU9OX0dFVBACEhUKEUFVRElUX0FDVElPTl9MSVNUEAMSGwoXQVVESVRfQUNUSU9OX0RFVE9LRU5JWkUQBBIVChFBVURJVF9BQ1RJT05fRklORBAFEhcKE0FVRElUX0FDVElPTl9ERUxFVEUQBhIWChJBVURJVF9BQ1RJT05fU0hSRUQQBxIXChNBVURJVF9BQ1RJT05fRVhQT1JUEAgSFwoTQVVESVRfQUNUSU9OX1JFVkVBTBAJEhUKEUFVRElUX0FDVElPTl9IT0xEEAoSGAoUQVVESVRfQUNUSU9OX1JFTEVBU0UQCxIYChRBVURJVF9BQ1RJT05fQ09OU0VOVBAMEhcKE0FVRElUX0FDVElPTl9DQU5BUlkQDRIXChNBVURJVF9BQ1RJT05fUk9UQVRFEA4SFwoTQVVESVRfQUNUSU9OX1JFV1JBUBAPEhcKE0FVRElUX0FDVElPTl9SRVRJUkUQEBIbChdBVURJVF9BQ1RJT05fS0VZX1NUQVRVUxAREhsKF0FVRElUX0FDVElPTl9BVURJVF9MSVNUEBISHQoZQVVESVRfQUNUSU9OX0FVRElUX1ZFUklGWRATEhwKGEFVRElUX0FDVElPTl9BVURJVF9SRUtFWRAUEh0KGUFVRElUX0FDVElPTl9BVVRIRU5USUNBVEUQFRIjCh9BVURJVF9BQ1RJT05fREVOSUFMU19TVVBQUkVTU0VEEBYq4wEKDEF1ZGl0T3V0Y29tZRIdChlBVURJVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFAoQQVVESVRfT1VUQ09NRV9PSxABEhgKFEFVRElUX09VVENPTUVfREVOSUVEEAISGQoVQVVESVRfT1VUQ09NRV9SRUZVU0VEEAMSGAoUQVVESVRfT1VUQ09NRV9GQUlMRUQQBBIcChhBVURJVF9PVVRDT01FX1NVUFBSRVNTRUQQBRIXChNBVURJVF9PVVRDT01FX0FMQVJNEAYSGAoUQVVESVRfT1VUQ09NRV9DQU5BUlkQByqLAQoOTWFzdGVyS2V5U3RhdGUSIAocTUFTVEVSX0tFWV9TVEFURV9VTlNQRUNJRklFRBAAEhsKF01BU1RFUl9LRVlfU1RBVEVfQUNUSVZFEAESHAoYTUFTVEVSX0tFWV9TVEFURV9SRVRJUkVEEAISHAoYTUFTVEVSX0tFWV9TVEFURV9DVVJSRU5UEAMyzwYKDFZhdWx0U2VydmljZRJBCghQdXRGaWVsZBIZLnZhdWx0LnYxLlB1dEZpZWxkUmVxdWVzdBoaLnZhdWx0LnYxLlB1dEZpZWxkUmVzcG9uc2USQQoIR2V0RmllbGQSGS52YXVsdC52MS5HZXRGaWVsZFJlcXVlc3QaGi52YXVsdC52MS5HZXRGaWVsZFJlc3BvbnNlElMKDkJhdGNoR2V0RmllbGRzEh8udmF1bHQudjEuQmF0Y2hHZXRGaWVsZHNSZXF1ZXN0GiAudmF1bHQudjEuQmF0Y2hHZXRGaWVsZHNSZXNwb25zZRJHCgpMaXN0RmllbGRzEhsudmF1bHQudjEuTGlzdEZpZWxkc1JlcXVlc3QaHC52YXVsdC52MS5MaXN0RmllbGRzUmVzcG9uc2USRwoKRGV0b2tlbml6ZRIbLnZhdWx0LnYxLkRldG9rZW5pemVSZXF1ZXN0GhwudmF1bHQudjEuRGV0b2tlbml6ZVJlc3BvbnNlEk0KDEZpbmRTdWJqZWN0cxIdLnZhdWx0LnYxLkZpbmRTdWJqZWN0c1JlcXVlc3QaHi52YXVsdC52MS5GaW5kU3ViamVjdHNSZXNwb25zZRJKCgtEZWxldGVGaWVsZBIcLnZhdWx0LnYxLkRlbGV0ZUZpZWxkUmVxdWVzdBodLnZhdWx0LnYxLkRlbGV0ZUZpZWxkUmVzcG9uc2USTQoMU2hyZWRTdWJqZWN0Eh0udmF1bHQudjEuU2hyZWRTdWJqZWN0UmVxdWVzdBoeLnZhdWx0LnYxLlNocmVkU3ViamVjdFJlc3BvbnNlElAKDUV4cG9ydFN1YmplY3QSHi52YXVsdC52MS5FeHBvcnRTdWJqZWN0UmVxdWVzdBofLnZhdWx0LnYxLkV4cG9ydFN1YmplY3RSZXNwb25zZRJNCgxTZXRMZWdhbEhvbGQSHS52YXVsdC52MS5TZXRMZWdhbEhvbGRSZXF1ZXN0Gh4udmF1bHQudjEuU2V0TGVnYWxIb2xkUmVzcG9uc2USRwoKU2V0Q29uc2VudBIbLnZhdWx0LnYxLlNldENvbnNlbnRSZXF1ZXN0GhwudmF1bHQudjEuU2V0Q29uc2VudFJlc3BvbnNlMoMCCg9LZXlBZG1pblNlcnZpY2USVgoPUm90YXRlTWFzdGVyS2V5EiAudmF1bHQudjEuUm90YXRlTWFzdGVyS2V5UmVxdWVzdBohLnZhdWx0LnYxLlJvdGF0ZU1hc3RlcktleVJlc3BvbnNlEkkKClJld3JhcEtleXMSGy52YXVsdC52MS5SZXdyYXBLZXlzUmVxdWVzdBocLnZhdWx0LnYxLlJld3JhcEtleXNSZXNwb25zZTABEk0KDEdldEtleVN0YXR1cxIdLnZhdWx0LnYxLkdldEtleVN0YXR1c1JlcXVlc3QaHi52YXVsdC52MS5HZXRLZXlTdGF0dXNSZXNwb25zZTKjAQoMQXVkaXRTZXJ2aWNlEkcKCkxpc3RFdmVudHMSGy52YXVsdC52MS5MaXN0RXZlbnRzUmVxdWVzdBocLnZhdWx0LnYxLkxpc3RFdmVudHNSZXNwb25zZRJKCgtWZXJpZnlDaGFpbhIcLnZhdWx0LnYxLlZlcmlmeUNoYWluUmVxdWVzdBodLnZhdWx0LnYxLlZlcmlmeUNoYWluUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_google_rpc_status, file_google_type_date, file_google_type_postal_address]);
 
 /**
  * PhoneNumber is parsed with libphonenumber and stored as E.164.
@@ -1118,9 +1118,9 @@ export type MasterKeyVersion = Message<"vault.v1.MasterKeyVersion"> & {
   version: number;
 
   /**
-   * @generated from field: string state = 3;
+   * @generated from field: vault.v1.MasterKeyState state = 3;
    */
-  state: string;
+  state: MasterKeyState;
 
   /**
    * @generated from field: int64 uses = 4;
@@ -1257,9 +1257,9 @@ export type AuditEvent = Message<"vault.v1.AuditEvent"> & {
   caller: string;
 
   /**
-   * @generated from field: string action = 4;
+   * @generated from field: vault.v1.AuditAction action = 4;
    */
-  action: string;
+  action: AuditAction;
 
   /**
    * @generated from field: string subject_id = 5;
@@ -1282,9 +1282,9 @@ export type AuditEvent = Message<"vault.v1.AuditEvent"> & {
   purpose: string;
 
   /**
-   * @generated from field: string outcome = 9;
+   * @generated from field: vault.v1.AuditOutcome outcome = 9;
    */
-  outcome: string;
+  outcome: AuditOutcome;
 
   /**
    * @generated from field: string status_code = 10;
@@ -1334,9 +1334,11 @@ export type ListEventsRequest = Message<"vault.v1.ListEventsRequest"> & {
   caller: string;
 
   /**
-   * @generated from field: string action = 3;
+   * Only events of this action; AUDIT_ACTION_UNSPECIFIED for any.
+   *
+   * @generated from field: vault.v1.AuditAction action = 3;
    */
-  action: string;
+  action: AuditAction;
 
   /**
    * @generated from field: google.protobuf.Timestamp start_time = 4;
@@ -1571,6 +1573,297 @@ export enum View {
  */
 export const ViewSchema: GenEnum<View> = /*@__PURE__*/
   enumDesc(file_vault_v1_vault, 1);
+
+/**
+ * AuditAction is what an audit event records was done.
+ *
+ * Deliberate break (made while v1 had no outside users): AuditEvent.action,
+ * ListEventsRequest.action, AuditEvent.outcome and MasterKeyVersion.state were
+ * strings; they are enums now, under the same field numbers.
+ *
+ * @generated from enum vault.v1.AuditAction
+ */
+export enum AuditAction {
+  /**
+   * AUDIT_ACTION_UNSPECIFIED: in ListEventsRequest, any action; in an event, one
+   * this server version has no name for.
+   *
+   * @generated from enum value: AUDIT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A field was stored or replaced (PutField).
+   *
+   * @generated from enum value: AUDIT_ACTION_PUT = 1;
+   */
+  PUT = 1,
+
+  /**
+   * A field was read (GetField, BatchGetFields).
+   *
+   * @generated from enum value: AUDIT_ACTION_GET = 2;
+   */
+  GET = 2,
+
+  /**
+   * A subject's fields were listed (ListFields).
+   *
+   * @generated from enum value: AUDIT_ACTION_LIST = 3;
+   */
+  LIST = 3,
+
+  /**
+   * A token was exchanged for its value (Detokenize).
+   *
+   * @generated from enum value: AUDIT_ACTION_DETOKENIZE = 4;
+   */
+  DETOKENIZE = 4,
+
+  /**
+   * Subjects were looked up by value (FindSubjects).
+   *
+   * @generated from enum value: AUDIT_ACTION_FIND = 5;
+   */
+  FIND = 5,
+
+  /**
+   * One field was crypto-shredded (DeleteField).
+   *
+   * @generated from enum value: AUDIT_ACTION_DELETE = 6;
+   */
+  DELETE = 6,
+
+  /**
+   * A subject was crypto-shredded (ShredSubject, retention).
+   *
+   * @generated from enum value: AUDIT_ACTION_SHRED = 7;
+   */
+  SHRED = 7,
+
+  /**
+   * A subject was exported (ExportSubject).
+   *
+   * @generated from enum value: AUDIT_ACTION_EXPORT = 8;
+   */
+  EXPORT = 8,
+
+  /**
+   * A plaintext value left the vault (VIEW_PLAINTEXT read).
+   *
+   * @generated from enum value: AUDIT_ACTION_REVEAL = 9;
+   */
+  REVEAL = 9,
+
+  /**
+   * A legal hold was set.
+   *
+   * @generated from enum value: AUDIT_ACTION_HOLD = 10;
+   */
+  HOLD = 10,
+
+  /**
+   * A legal hold was released.
+   *
+   * @generated from enum value: AUDIT_ACTION_RELEASE = 11;
+   */
+  RELEASE = 11,
+
+  /**
+   * Consent to a purpose was given or withdrawn (SetConsent).
+   *
+   * @generated from enum value: AUDIT_ACTION_CONSENT = 12;
+   */
+  CONSENT = 12,
+
+  /**
+   * A canary field was touched: an alarm.
+   *
+   * @generated from enum value: AUDIT_ACTION_CANARY = 13;
+   */
+  CANARY = 13,
+
+  /**
+   * A new master key version was made (RotateMasterKey).
+   *
+   * @generated from enum value: AUDIT_ACTION_ROTATE = 14;
+   */
+  ROTATE = 14,
+
+  /**
+   * Keys were rewrapped under the current master key (RewrapKeys).
+   *
+   * @generated from enum value: AUDIT_ACTION_REWRAP = 15;
+   */
+  REWRAP = 15,
+
+  /**
+   * An old master key version was retired.
+   *
+   * @generated from enum value: AUDIT_ACTION_RETIRE = 16;
+   */
+  RETIRE = 16,
+
+  /**
+   * The key status was read (GetKeyStatus).
+   *
+   * @generated from enum value: AUDIT_ACTION_KEY_STATUS = 17;
+   */
+  KEY_STATUS = 17,
+
+  /**
+   * The audit log was read (ListEvents).
+   *
+   * @generated from enum value: AUDIT_ACTION_AUDIT_LIST = 18;
+   */
+  AUDIT_LIST = 18,
+
+  /**
+   * The audit chain was verified (VerifyChain).
+   *
+   * @generated from enum value: AUDIT_ACTION_AUDIT_VERIFY = 19;
+   */
+  AUDIT_VERIFY = 19,
+
+  /**
+   * The audit chain was re-chained under its key (an upgrade of a legacy chain).
+   *
+   * @generated from enum value: AUDIT_ACTION_AUDIT_REKEY = 20;
+   */
+  AUDIT_REKEY = 20,
+
+  /**
+   * A call was refused before its caller was known (no client certificate
+   * names exactly one caller); detail names the RPC and why.
+   *
+   * @generated from enum value: AUDIT_ACTION_AUTHENTICATE = 21;
+   */
+  AUTHENTICATE = 21,
+
+  /**
+   * Denials past the caller's denial budget, counted into one event instead of
+   * written one by one (outcome AUDIT_OUTCOME_SUPPRESSED).
+   *
+   * @generated from enum value: AUDIT_ACTION_DENIALS_SUPPRESSED = 22;
+   */
+  DENIALS_SUPPRESSED = 22,
+}
+
+/**
+ * Describes the enum vault.v1.AuditAction.
+ */
+export const AuditActionSchema: GenEnum<AuditAction> = /*@__PURE__*/
+  enumDesc(file_vault_v1_vault, 2);
+
+/**
+ * AuditOutcome is how an audited call ended.
+ *
+ * @generated from enum vault.v1.AuditOutcome
+ */
+export enum AuditOutcome {
+  /**
+   * AUDIT_OUTCOME_UNSPECIFIED: an outcome this server version has no name for.
+   *
+   * @generated from enum value: AUDIT_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The call did what was asked.
+   *
+   * @generated from enum value: AUDIT_OUTCOME_OK = 1;
+   */
+  OK = 1,
+
+  /**
+   * The policy refused it (PERMISSION_DENIED, UNAUTHENTICATED).
+   *
+   * @generated from enum value: AUDIT_OUTCOME_DENIED = 2;
+   */
+  DENIED = 2,
+
+  /**
+   * It was refused for another reason: a budget, a legal hold, a bad argument.
+   *
+   * @generated from enum value: AUDIT_OUTCOME_REFUSED = 3;
+   */
+  REFUSED = 3,
+
+  /**
+   * It failed inside the vault (storage, key provider, tampering).
+   *
+   * @generated from enum value: AUDIT_OUTCOME_FAILED = 4;
+   */
+  FAILED = 4,
+
+  /**
+   * Records a run of identical events that were counted instead of written.
+   *
+   * @generated from enum value: AUDIT_OUTCOME_SUPPRESSED = 5;
+   */
+  SUPPRESSED = 5,
+
+  /**
+   * An enumeration alarm was raised (searching or denials past their budget).
+   *
+   * @generated from enum value: AUDIT_OUTCOME_ALARM = 6;
+   */
+  ALARM = 6,
+
+  /**
+   * A canary field was touched.
+   *
+   * @generated from enum value: AUDIT_OUTCOME_CANARY = 7;
+   */
+  CANARY = 7,
+}
+
+/**
+ * Describes the enum vault.v1.AuditOutcome.
+ */
+export const AuditOutcomeSchema: GenEnum<AuditOutcome> = /*@__PURE__*/
+  enumDesc(file_vault_v1_vault, 3);
+
+/**
+ * MasterKeyState is where a master key version is in its life.
+ *
+ * @generated from enum vault.v1.MasterKeyState
+ */
+export enum MasterKeyState {
+  /**
+   * MASTER_KEY_STATE_UNSPECIFIED: a state this server version has no name for.
+   *
+   * @generated from enum value: MASTER_KEY_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The version can unwrap keys; a newer one wraps new keys.
+   *
+   * @generated from enum value: MASTER_KEY_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * The version is retired: no key is wrapped under it any more.
+   *
+   * @generated from enum value: MASTER_KEY_STATE_RETIRED = 2;
+   */
+  RETIRED = 2,
+
+  /**
+   * The version that wraps new keys (an active one).
+   *
+   * @generated from enum value: MASTER_KEY_STATE_CURRENT = 3;
+   */
+  CURRENT = 3,
+}
+
+/**
+ * Describes the enum vault.v1.MasterKeyState.
+ */
+export const MasterKeyStateSchema: GenEnum<MasterKeyState> = /*@__PURE__*/
+  enumDesc(file_vault_v1_vault, 4);
 
 /**
  * VaultService stores, reads and erases personal-data fields.
