@@ -37,7 +37,14 @@ from pii_vault_client import (
     VaultClient,
     VaultError,
 )
-from pii_vault_client.config import DEFAULT_DEADLINES, METHODS, Kind, service_config
+from pii_vault_client.config import (
+    DEFAULT_DEADLINES,
+    METHODS,
+    Keepalive,
+    Kind,
+    channel_options,
+    service_config,
+)
 from pii_vault_client.errors import error_class
 from pii_vault_client.v1 import vault_pb2 as pb
 
@@ -311,3 +318,35 @@ def test_the_async_client_retries_a_read_too(
             return (await patient.get_field(get(stored))).view.masked
 
     assert asyncio.run(read()) == "+372 **** **67"
+
+
+# -- channel settings --------------------------------------------------------------------------
+def test_keepalive_and_round_robin_reach_the_channel_arguments() -> None:
+    options = dict(
+        channel_options(
+            retry=None, keepalive=Keepalive(time=20, timeout=5), round_robin=True, extra=()
+        )
+    )
+    assert options["grpc.keepalive_time_ms"] == 20_000
+    assert options["grpc.keepalive_timeout_ms"] == 5_000
+    assert options["grpc.enable_retries"] == 0
+    assert '"round_robin"' in options["grpc.service_config"]
+    # Extra channel arguments win over the client's own.
+    mine = dict(
+        channel_options(
+            retry=None, keepalive=None, round_robin=False, extra=(("grpc.keepalive_time_ms", 1),)
+        )
+    )
+    assert mine["grpc.keepalive_time_ms"] == 1
+
+
+def test_a_round_robin_client_calls_through_a_dns_target(
+    sqlite_server: VaultServer, stored: str
+) -> None:
+    with VaultClient.for_caller(
+        sqlite_server.data_dir,
+        "registration",
+        f"dns:///localhost:{sqlite_server.port}",
+        round_robin=True,
+    ) as balanced:
+        assert balanced.get_field(get(stored)).view.masked == "+372 **** **67"
