@@ -20,7 +20,7 @@ from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from pii_vault_client.v1 import vault_pb2
 from pii_vault_client.v1 import vault_pb2_grpc as pb_grpc
 
@@ -175,9 +175,7 @@ def build_server(
     # Liveness: the process serves. Readiness ("" and the service names) also
     # needs the key provider and the database (``vault.bootstrap.seal``).
     health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
     if options.tls is None:
         port = server.add_insecure_port(options.listen)
     else:
@@ -191,6 +189,33 @@ def build_server(
         raise OSError(f"cannot listen on {options.listen}")
     server.start()
     return server, port, health_servicer
+
+
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+
+
+def enable_reflection(service_names: Sequence[str], server: grpc.Server) -> None:
+    """Server reflection, v1 (what current grpcurl and ``buf curl`` ask first) and v1alpha.
+
+    grpcio-reflection (up to 1.85) implements only ``grpc.reflection.v1alpha``. The
+    v1 protocol is the same messages with the same field numbers under another
+    package, so one servicer answers both: the v1 method is registered by name,
+    with the v1alpha message classes doing the (identical) wire encoding.
+    """
+    names = (*service_names, REFLECTION_V1_SERVICE, reflection.SERVICE_NAME)
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1_SERVICE,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
 
 
 SIGNAL_POLL_SECONDS = 0.2
