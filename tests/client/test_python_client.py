@@ -350,3 +350,94 @@ def test_a_round_robin_client_calls_through_a_dns_target(
         round_robin=True,
     ) as balanced:
         assert balanced.get_field(get(stored)).view.masked == "+372 **** **67"
+
+
+# -- every method ------------------------------------------------------------------------------
+def test_every_method_of_both_clients_reaches_its_rpc(
+    sqlite_server: VaultServer, subject_id: str
+) -> None:
+    """Each wrapper calls the RPC it is named after, sync and asyncio alike."""
+    email = pb.FieldValue(email="every.method@example.org")
+
+    def sync_calls() -> list[str]:
+        with (
+            client(sqlite_server, "registration") as reg,
+            client(sqlite_server, "checkout") as shop,
+            client(sqlite_server, "privacy-desk") as desk,
+            client(sqlite_server, "deletion") as deletion,
+            client(sqlite_server, "admin") as admin,
+        ):
+            token = shop.put_field(
+                put(
+                    subject_id,
+                    "payment_token.stripe",
+                    pb.FieldValue(
+                        payment_token=pb.PaymentToken(provider="stripe", token="pm_everyf3a9")
+                    ),
+                )
+            ).view.token
+            reg.put_field(put(subject_id, "email", email))
+            batch = reg.batch_get_fields(pb.BatchGetFieldsRequest(items=[get(subject_id, "email")]))
+            listed = reg.list_fields(pb.ListFieldsRequest(subject_id=subject_id))
+            exported = desk.export_subject(
+                pb.ExportSubjectRequest(subject_id=subject_id, purpose="dsar")
+            )
+            desk.set_consent(
+                pb.SetConsentRequest(subject_id=subject_id, purpose="marketing_sms", granted=True)
+            )
+            deleted = deletion.delete_field(
+                pb.DeleteFieldRequest(subject_id=subject_id, field="email")
+            )
+            status = admin.get_key_status(pb.GetKeyStatusRequest())
+            admin.rotate_master_key(pb.RotateMasterKeyRequest())
+            progress = list(admin.rewrap_keys(pb.RewrapKeysRequest(batch_size=50)))
+            events = admin.list_events(pb.ListEventsRequest(subject_id=subject_id, page_size=10))
+            chain = admin.verify_chain(pb.VerifyChainRequest())
+            return [
+                shop.detokenize(
+                    pb.DetokenizeRequest(token=token, purpose="checkout")
+                ).value.payment_token.token,
+                batch.results[0].field.view.masked,
+                ",".join(sorted(f.field for f in listed.fields)),
+                str(len(exported.fields)),
+                deleted.field,
+                str(bool(status.versions)),
+                str(bool(progress)),
+                str(bool(events.events)),
+                str(chain.ok),
+            ]
+
+    assert sync_calls() == [
+        "pm_everyf3a9",
+        "e***@example.org",
+        "email",  # registration may not see a payment token
+        "2",
+        "email",
+        "True",
+        "True",
+        "True",
+        "True",
+    ]
+
+    async def async_calls() -> list[str]:
+        subject = f"{subject_id}-aio"
+        settings = dict(data_dir=sqlite_server.data_dir, target=sqlite_server.target)
+        async with (
+            AsyncVaultClient.for_caller(caller="registration", **settings) as reg,
+            AsyncVaultClient.for_caller(caller="admin", **settings) as admin,
+        ):
+            await reg.put_field(put(subject, "email", email))
+            listed = await reg.list_fields(pb.ListFieldsRequest(subject_id=subject))
+            batch = await reg.batch_get_fields(
+                pb.BatchGetFieldsRequest(items=[get(subject, "email")])
+            )
+            progress = [p async for p in admin.rewrap_keys(pb.RewrapKeysRequest(batch_size=50))]
+            chain = await admin.verify_chain(pb.VerifyChainRequest())
+            return [
+                listed.fields[0].masked,
+                batch.results[0].field.view.masked,
+                str(bool(progress)),
+                str(chain.ok),
+            ]
+
+    assert asyncio.run(async_calls()) == ["e***@example.org"] * 2 + ["True", "True"]
