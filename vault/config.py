@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     target: str = _setting(
         DEFAULT_TARGET, "HOST:PORT of the server the caller commands call", flags=("--target",)
     )
+    client_cert: str = _setting(
+        "",
+        "the caller commands' client certificate (PEM file), instead of --as NAME's from DIR/tls",
+        flags=("--cert",),
+    )
+    client_key: str = _setting("", "the private key (PEM file) of --cert", flags=("--key",))
+    ca_cert: str = _setting(
+        "",
+        "CA certificate (PEM file) the caller commands trust the server by (default"
+        " DIR/tls/ca.crt); not VAULT_CACERT, which is HashiCorp Vault's",
+        flags=("--cacert",),
+    )
     database_url: str = _setting(
         "",
         "SQLAlchemy URL of the data store (default: SQLite at DIR/vault.db)",
@@ -148,8 +160,7 @@ class Settings(BaseSettings):
     )
     metrics_listen: str = _setting(
         "",
-        "HOST:PORT of a plain-HTTP Prometheus /metrics endpoint (e.g. 127.0.0.1:9464);"
-        " empty: none",
+        "HOST:PORT of a plain-HTTP Prometheus /metrics endpoint (e.g. 127.0.0.1:9464); empty: none",
     )
     keepalive: float = _setting(
         60.0, "seconds between pings on an idle connection, to find peers that are gone"

@@ -15,14 +15,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from vault.cli import key_commands, operator_commands
+from vault.cli import _grpc_quiet, key_commands, operator_commands  # _grpc_quiet: before grpc
 from vault.cli.client_commands import CLIENT_COMMANDS, run_client
 from vault.cli.parser import build_parser
 from vault.cli.serve import reload_policy as _reload_policy
 from vault.cli.serve import run_serve
 from vault.environment import DEFAULT_LOG_LEVEL, SettingsError, read_variable
 
-__all__ = ["COMMANDS", "_reload_policy", "build_parser", "main"]
+__all__ = ["COMMANDS", "_grpc_quiet", "_reload_policy", "build_parser", "main"]
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -20,8 +20,15 @@ import grpc
 from grpc_health.v1 import health_pb2
 from pii_vault_client.v1 import vault_pb2 as pb
 
-from vault.client import DEFAULT_TARGET, VaultClient
-from vault.environment import DEFAULT_DATA_DIR, read_variable
+from vault.cli.connection import (
+    CallerMistakeError,
+    data_dir_of,
+    describe_rpc_error,
+    pem_files,
+    target_of,
+)
+from vault.cli.values import UnreadableValueError, value_from_text
+from vault.client import VaultClient
 
 if TYPE_CHECKING:
     from google.protobuf import timestamp_pb2
@@ -39,84 +46,29 @@ MAX_ANCHORS_SENT = 50_000
 VIEWS = {"masked": pb.VIEW_MASKED, "token": pb.VIEW_TOKEN, "plaintext": pb.VIEW_PLAINTEXT}
 
 
-def data_dir_of(args: argparse.Namespace) -> Path:
-    """``--data-dir``, else ``PII_VAULT_DATA_DIR`` (or the deprecated name), else the default."""
-    return Path(args.data_dir or read_variable("DATA_DIR") or DEFAULT_DATA_DIR)
-
-
-def target_of(args: argparse.Namespace) -> str:
-    """``--target``, else ``PII_VAULT_TARGET`` (or the deprecated name), else the default."""
-    return str(args.target or read_variable("TARGET") or DEFAULT_TARGET)
-
-
-def missing_credentials(data_dir: Path, caller: str) -> str:
-    """Why ``caller`` cannot call from ``data_dir``'s dev PKI, in one line; '' when it can."""
-    tls = data_dir / "tls"
-    if not (tls / "ca.crt").is_file():
-        return (
-            f"no certificates in {tls}: point --data-dir (PII_VAULT_DATA_DIR) at the server's"
-            f" data directory, or create one with: pii-vault init --data-dir {data_dir}"
-        )
-    clients = tls / "clients"
-    if not ((clients / f"{caller}.crt").is_file() and (clients / f"{caller}.key").is_file()):
-        known = sorted(p.stem for p in clients.glob("*.crt")) if clients.is_dir() else []
-        return f"no certificate for caller {caller!r} in {clients}; known: {', '.join(known)}"
-    return ""
-
-
 def run_client(args: argparse.Namespace) -> int:
-    """Call the vault as ``--as``. Exit 0 done; 1 the vault refused or failed the call (its
-    status printed); 2 a mistake on this side (settings, credentials, stdin), in one line."""
+    """Call the vault as ``--as`` (or ``--cert``/``--key``). Exit 0 done; 1 the vault refused
+    or failed the call (status, reason and message printed); 2 a mistake on this side
+    (settings, credentials, stdin, a file), in one line."""
     command = CLIENT_COMMANDS[args.command]
-    data_dir = data_dir_of(args)
-    problem = missing_credentials(data_dir, args.caller)
-    if problem:
-        print(problem, file=sys.stderr)
+    try:
+        pem = pem_files(args)
+    except CallerMistakeError as error:
+        print(error, file=sys.stderr)
         return 2
-    with VaultClient.for_caller(data_dir, args.caller, target_of(args)) as client:
+    target = target_of(args)
+    with VaultClient(target, ca_cert=pem.ca, client_cert=pem.cert, client_key=pem.key) as client:
         try:
             return command(client, args)
         except grpc.RpcError as error:
-            print(f"{error.code().name}: {error.details()}", file=sys.stderr)
+            print(describe_rpc_error(error, target), file=sys.stderr)
             return 1
         except UnreadableValueError as error:
             print(f"INVALID_ARGUMENT: {error}", file=sys.stderr)
             return 2
-
-
-class UnreadableValueError(ValueError):
-    """Standard input is not a value of the asked type; the message never quotes it."""
-
-
-def value_from_text(kind: str, text: str) -> pb.FieldValue:
-    """Parse stdin: plain text for simple types, JSON for address and card."""
-    from google.protobuf import json_format  # not loaded by commands that send no value
-
-    try:
-        return _parse_value(kind, text.strip())
-    except (ValueError, json_format.ParseError):
-        # The parsers' own messages quote the input: a card number, a birth date.
-        raise UnreadableValueError(f"standard input is not a valid {kind} value") from None
-
-
-def _parse_value(kind: str, text: str) -> pb.FieldValue:
-    from google.protobuf import json_format
-
-    if kind == "phone":
-        return pb.FieldValue(phone=pb.PhoneNumber(number=text))
-    if kind == "email":
-        return pb.FieldValue(email=text)
-    if kind == "name":
-        return pb.FieldValue(name=text)
-    if kind == "payment_token":
-        provider, _, token = text.partition(":")
-        return pb.FieldValue(payment_token=pb.PaymentToken(provider=provider, token=token))
-    if kind == "date_of_birth":
-        year, month, day = (int(part) for part in text.split("-"))
-        return json_format.ParseDict(
-            {"dateOfBirth": {"year": year, "month": month, "day": day}}, pb.FieldValue()
-        )
-    return json_format.ParseDict({kind: json.loads(text)}, pb.FieldValue())
+        except OSError as error:  # --out, --receipt-out
+            print(f"cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
 
 
 def _print(message: object) -> None:

@@ -37,13 +37,16 @@ def run_canary(args: argparse.Namespace) -> int:
     """Plant a canary locally, as the operator (caller ``admin``)."""
     from vault import config
     from vault.bootstrap.app import build_app
-    from vault.cli.client_commands import value_from_text
+    from vault.cli.values import UnreadableValueError, value_from_text
     from vault.errors import VaultError
     from vault.transport.convert import value_from_proto
 
     settings = config.from_env({"data_dir": args.data_dir})
     try:
         value = value_from_proto(value_from_text(args.type, sys.stdin.read()), 16 * 1024)
+    except UnreadableValueError as error:
+        print(f"invalid value: {error}", file=sys.stderr)
+        return 1
     except (VaultError, ValueError) as error:
         print(f"invalid value: {type(error).__name__}", file=sys.stderr)
         return 1
@@ -84,7 +87,7 @@ def run_policy(args: argparse.Namespace) -> int:
 
 def run_receipts(args: argparse.Namespace) -> int:
     """Verify a receipt or export file: 0 valid, 1 invalid (and why), 2 unreadable."""
-    from vault.cli.client_commands import data_dir_of
+    from vault.cli.connection import data_dir_of
     from vault.crypto.documents import (
         ANY_TYPE,
         DSAR_EXPORT,

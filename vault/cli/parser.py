@@ -9,7 +9,9 @@ and ``serve``, ``vault.environment`` for the caller commands).
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
+from vault.cli.values import put_help
 from vault.client import DEFAULT_TARGET
 from vault.environment import DEFAULT_DATA_DIR, DEFAULT_LISTEN
 
@@ -18,6 +20,54 @@ DESCRIPTION = """``pii-vault``: run the vault, and call it as one of the callers
 Values are read from standard input, never from arguments, so that personal
 data does not end up in shell history or the process list.
 """
+
+ENVIRONMENT = """environment (a flag wins over its variable):
+  PII_VAULT_DATA_DIR     data directory (--data-dir; default var/vault)
+  PII_VAULT_TARGET       HOST:PORT the caller commands call (--target)
+  PII_VAULT_CLIENT_CERT  the caller's certificate file, instead of --as (--cert)
+  PII_VAULT_CLIENT_KEY   its private key file (--key)
+  PII_VAULT_CA_CERT      CA certificate file that signed the server's (--cacert;
+                         default DIR/tls/ca.crt)
+  PII_VAULT_LOG_LEVEL    log level (default INFO); PII_VAULT_LOG_FORMAT: text or json
+serve, init, migrate, retention and keys migrate read every setting from a
+PII_VAULT_* variable as well: `pii-vault serve --help` lists them. Each may
+also be given under its old name VAULT_* (deprecated, warned about), except
+VAULT_ADDR, VAULT_TOKEN and VAULT_CACERT, which keep their HashiCorp Vault
+meaning (VAULT_TOKEN and VAULT_CACERT are read only by the transit key provider;
+PII_VAULT_PKCS11_PIN is the pkcs11 key provider's default PIN source).
+
+exit codes of the caller commands: 0 done; 1 the vault refused or failed the
+call (one line: STATUS: message [REASON]; reasons in docs/errors.md); 2 a
+mistake on this side (settings, credentials, standard input, a file)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """One line for a mistake on the command line, not a usage block; epilogs kept as written."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if self.epilog is None and getattr(self, "settings_epilog", False):
+            self.epilog = _settings_epilog()
+        return super().format_help()
+
+
+def _settings_epilog() -> str:
+    """Every setting's variable, for ``serve --help`` (loads the settings module only then)."""
+    from vault.config import declared_settings
+
+    lines = ["environment (a flag wins over its variable; VAULT_* old names are deprecated):"]
+    for declared in declared_settings():
+        if declared.variable:
+            flags = f" ({', '.join(declared.flags)})" if declared.flags else ""
+            lines.append(f"  {declared.variable}{flags}: {declared.meaning}")
+    return "\n".join(lines)
+
 
 VALUE_TYPES = ("phone", "email", "address", "card", "payment_token", "name", "date_of_birth")
 # ``receipts verify --type``: a receipt, an export, or either.
@@ -37,10 +87,20 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def _add_client(parser: argparse.ArgumentParser) -> None:
     _add_data_dir(parser)
-    parser.add_argument("--as", dest="caller", required=True, help="client certificate to use")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument(
+        "--as", dest="caller", help="caller whose dev certificate to use (DIR/tls/clients/NAME.crt)"
+    )
+    who.add_argument("--cert", help="the caller's own certificate file (PII_VAULT_CLIENT_CERT)")
+    parser.add_argument("--key", help="private key file of --cert (PII_VAULT_CLIENT_KEY)")
+    parser.add_argument(
+        "--cacert", help="CA certificate file of the server (PII_VAULT_CA_CERT; default DIR/tls)"
+    )
     parser.add_argument(
         "--target", default=None, help=f"host:port (PII_VAULT_TARGET, default {DEFAULT_TARGET})"
     )
+    if parser.epilog is None:
+        parser.epilog = ENVIRONMENT
 
 
 class _Version(argparse.Action):
@@ -61,7 +121,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pii-vault", description=DESCRIPTION)
+    parser = _Parser(prog="pii-vault", description=DESCRIPTION, epilog=ENVIRONMENT)
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -74,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve = commands.add_parser("serve", help="serve the vault over mutual TLS")
+    serve.settings_epilog = True  # type: ignore[attr-defined]
     _add_data_dir(serve)
     serve.add_argument("--listen", help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     serve.add_argument("--database-url", help="SQLAlchemy URL of the data store")
@@ -100,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between retention and maintenance runs (default 3600; 0 turns them off)",
     )
 
-    put = commands.add_parser("put", help="store a value read from stdin")
+    put = commands.add_parser(
+        "put", help="store a value read from stdin", epilog=put_help() + "\n\n" + ENVIRONMENT
+    )
     _add_client(put)
     put.add_argument("subject_id")
     put.add_argument("field")
@@ -114,7 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--view", default="masked", choices=("masked", "token", "plaintext"))
     get.add_argument("--purpose", default="")
 
-    find = commands.add_parser("find", help="find subjects holding a value read from stdin")
+    find = commands.add_parser(
+        "find",
+        help="find subjects holding a value read from stdin",
+        epilog=put_help().replace(" put ", " find ").replace(" SUBJECT FIELD", "")
+        + "\n\n"
+        + ENVIRONMENT,
+    )
     _add_client(find)
     find.add_argument("--type", required=True, choices=VALUE_TYPES)
 
