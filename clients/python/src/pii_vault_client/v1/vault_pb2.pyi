@@ -36,25 +36,41 @@ class _FieldType:
 class _FieldTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FieldType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     FIELD_TYPE_UNSPECIFIED: _FieldType.ValueType  # 0
+    """Not a type: a request that names none is refused."""
     FIELD_TYPE_PHONE: _FieldType.ValueType  # 1
+    """A phone number (PhoneNumber), stored as E.164."""
     FIELD_TYPE_EMAIL: _FieldType.ValueType  # 2
+    """An e-mail address, domain lower-cased."""
     FIELD_TYPE_ADDRESS: _FieldType.ValueType  # 3
+    """A postal address (google.type.PostalAddress)."""
     FIELD_TYPE_CARD: _FieldType.ValueType  # 4
+    """A payment card (PaymentCard); its number never comes back."""
     FIELD_TYPE_PAYMENT_TOKEN: _FieldType.ValueType  # 5
+    """A payment provider's token (PaymentToken)."""
     FIELD_TYPE_NAME: _FieldType.ValueType  # 6
+    """A person's name."""
     FIELD_TYPE_DATE_OF_BIRTH: _FieldType.ValueType  # 7
+    """A date of birth (google.type.Date)."""
 
 class FieldType(_FieldType, metaclass=_FieldTypeEnumTypeWrapper):
     """FieldType is the kind of personal data a field holds."""
 
 FIELD_TYPE_UNSPECIFIED: FieldType.ValueType  # 0
+"""Not a type: a request that names none is refused."""
 FIELD_TYPE_PHONE: FieldType.ValueType  # 1
+"""A phone number (PhoneNumber), stored as E.164."""
 FIELD_TYPE_EMAIL: FieldType.ValueType  # 2
+"""An e-mail address, domain lower-cased."""
 FIELD_TYPE_ADDRESS: FieldType.ValueType  # 3
+"""A postal address (google.type.PostalAddress)."""
 FIELD_TYPE_CARD: FieldType.ValueType  # 4
+"""A payment card (PaymentCard); its number never comes back."""
 FIELD_TYPE_PAYMENT_TOKEN: FieldType.ValueType  # 5
+"""A payment provider's token (PaymentToken)."""
 FIELD_TYPE_NAME: FieldType.ValueType  # 6
+"""A person's name."""
 FIELD_TYPE_DATE_OF_BIRTH: FieldType.ValueType  # 7
+"""A date of birth (google.type.Date)."""
 Global___FieldType: _TypeAlias = FieldType  # noqa: Y015
 
 class _View:
@@ -66,8 +82,11 @@ class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType],
     VIEW_UNSPECIFIED: _View.ValueType  # 0
     """VIEW_UNSPECIFIED means VIEW_MASKED."""
     VIEW_MASKED: _View.ValueType  # 1
+    """The mask only (e.g. "+372 **** **67"): what every grant allows."""
     VIEW_TOKEN: _View.ValueType  # 2
+    """The mask and the field's token, for Detokenize later."""
     VIEW_PLAINTEXT: _View.ValueType  # 3
+    """The value itself, when the caller's grant allows it for the stated purpose."""
 
 class View(_View, metaclass=_ViewEnumTypeWrapper):
     """View is how much of a value a read returns."""
@@ -75,8 +94,11 @@ class View(_View, metaclass=_ViewEnumTypeWrapper):
 VIEW_UNSPECIFIED: View.ValueType  # 0
 """VIEW_UNSPECIFIED means VIEW_MASKED."""
 VIEW_MASKED: View.ValueType  # 1
+"""The mask only (e.g. "+372 **** **67"): what every grant allows."""
 VIEW_TOKEN: View.ValueType  # 2
+"""The mask and the field's token, for Detokenize later."""
 VIEW_PLAINTEXT: View.ValueType  # 3
+"""The value itself, when the caller's grant allows it for the stated purpose."""
 Global___View: _TypeAlias = View  # noqa: Y015
 
 class _AuditAction:
@@ -281,6 +303,7 @@ class PhoneNumber(_message.Message):
     NUMBER_FIELD_NUMBER: _builtins.int
     DEFAULT_REGION_FIELD_NUMBER: _builtins.int
     number: _builtins.str
+    """The number as typed: E.164 ("+372 5123 4567") or national with default_region."""
     default_region: _builtins.str
     """ISO 3166-1 alpha-2 region used when number has no country code."""
     def __init__(
@@ -308,9 +331,13 @@ class PaymentCard(_message.Message):
     EXP_YEAR_FIELD_NUMBER: _builtins.int
     HOLDER_NAME_FIELD_NUMBER: _builtins.int
     pan: _builtins.str
+    """The card number (PAN); Luhn-checked. Never returned, never logged."""
     exp_month: _builtins.int
+    """Expiry month, 1-12."""
     exp_year: _builtins.int
+    """Expiry year, four digits; the expiry must not be in the past."""
     holder_name: _builtins.str
+    """The name on the card (optional)."""
     def __init__(
         self,
         *,
@@ -336,7 +363,9 @@ class PaymentToken(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
+    """The provider that issued the token, e.g. "stripe"."""
     token: _builtins.str
+    """The provider's opaque token, length-bounded."""
     def __init__(
         self,
         *,
@@ -365,17 +394,29 @@ class FieldValue(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DATE_OF_BIRTH_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """FIELD_TYPE_EMAIL."""
     name: _builtins.str
+    """FIELD_TYPE_NAME."""
     @_builtins.property
-    def phone(self) -> Global___PhoneNumber: ...
+    def phone(self) -> Global___PhoneNumber:
+        """FIELD_TYPE_PHONE."""
+
     @_builtins.property
-    def address(self) -> _postal_address_pb2.PostalAddress: ...
+    def address(self) -> _postal_address_pb2.PostalAddress:
+        """FIELD_TYPE_ADDRESS: region_code (ISO 3166-1 alpha-2) and address_lines required."""
+
     @_builtins.property
-    def card(self) -> Global___PaymentCard: ...
+    def card(self) -> Global___PaymentCard:
+        """FIELD_TYPE_CARD."""
+
     @_builtins.property
-    def payment_token(self) -> Global___PaymentToken: ...
+    def payment_token(self) -> Global___PaymentToken:
+        """FIELD_TYPE_PAYMENT_TOKEN."""
+
     @_builtins.property
-    def date_of_birth(self) -> _date_pb2.Date: ...
+    def date_of_birth(self) -> _date_pb2.Date:
+        """FIELD_TYPE_DATE_OF_BIRTH: a full calendar date."""
+
     def __init__(
         self,
         *,
@@ -408,9 +449,13 @@ class CardFacts(_message.Message):
     EXP_MONTH_FIELD_NUMBER: _builtins.int
     EXP_YEAR_FIELD_NUMBER: _builtins.int
     brand: _builtins.str
+    """Card brand, e.g. "VISA"."""
     last4: _builtins.str
+    """The last four digits of the card number."""
     exp_month: _builtins.int
+    """Expiry month, 1-12."""
     exp_year: _builtins.int
+    """Expiry year, four digits."""
     def __init__(
         self,
         *,
@@ -436,7 +481,9 @@ class AddressFacts(_message.Message):
     REGION_CODE_FIELD_NUMBER: _builtins.int
     LOCALITY_FIELD_NUMBER: _builtins.int
     region_code: _builtins.str
+    """ISO 3166-1 alpha-2 country, e.g. "EE"."""
     locality: _builtins.str
+    """City or town."""
     def __init__(
         self,
         *,
@@ -459,6 +506,7 @@ class PhoneFacts(_message.Message):
 
     COUNTRY_CODE_FIELD_NUMBER: _builtins.int
     country_code: _builtins.int
+    """The international calling code, e.g. 372."""
     def __init__(
         self,
         *,
@@ -489,20 +537,33 @@ class FieldView(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject (the person) the field belongs to; chosen by the caller."""
     field: _builtins.str
+    """The field's caller-chosen name, unique within the subject (e.g. "card.primary")."""
     type: Global___FieldType.ValueType
+    """The kind of value the field holds."""
     masked: _builtins.str
+    """The value masked by its type's rule (e.g. "VISA **** 4242 (12/28)")."""
     token: _builtins.str
     """Set for VIEW_TOKEN and VIEW_PLAINTEXT reads."""
     version: _builtins.int
+    """Starts at 1 and grows by one each time the value is replaced."""
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the current value was stored."""
+
     @_builtins.property
-    def card(self) -> Global___CardFacts: ...
+    def card(self) -> Global___CardFacts:
+        """Safe facts of a card (set for FIELD_TYPE_CARD only)."""
+
     @_builtins.property
-    def address(self) -> Global___AddressFacts: ...
+    def address(self) -> Global___AddressFacts:
+        """Safe facts of an address (set for FIELD_TYPE_ADDRESS only)."""
+
     @_builtins.property
-    def phone(self) -> Global___PhoneFacts: ...
+    def phone(self) -> Global___PhoneFacts:
+        """Safe facts of a phone number (set for FIELD_TYPE_PHONE only)."""
+
     def __init__(
         self,
         *,
@@ -536,13 +597,17 @@ class PutFieldRequest(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject to store the field under; created on first use."""
     field: _builtins.str
+    """The field's name, unique within the subject (e.g. "phone", "address.shipping")."""
     idempotency_key: _builtins.str
     """Repeating a request with the same key and content returns the same view;
     the same key with other content is refused with ALREADY_EXISTS.
     """
     @_builtins.property
-    def value(self) -> Global___FieldValue: ...
+    def value(self) -> Global___FieldValue:
+        """The value; it is validated and normalised before it is encrypted."""
+
     def __init__(
         self,
         *,
@@ -567,7 +632,9 @@ class PutFieldResponse(_message.Message):
 
     VIEW_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def view(self) -> Global___FieldView: ...
+    def view(self) -> Global___FieldView:
+        """The stored field as VIEW_TOKEN shows it: the mask and the token."""
+
     def __init__(
         self,
         *,
@@ -592,8 +659,11 @@ class GetFieldRequest(_message.Message):
     VIEW_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject to read."""
     field: _builtins.str
+    """The field to read."""
     view: Global___View.ValueType
+    """How much of the value to return; VIEW_UNSPECIFIED means VIEW_MASKED."""
     purpose: _builtins.str
     """Why the caller reads: required for VIEW_PLAINTEXT."""
     def __init__(
@@ -621,9 +691,13 @@ class GetFieldResponse(_message.Message):
     VIEW_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def view(self) -> Global___FieldView: ...
+    def view(self) -> Global___FieldView:
+        """The field as the requested view shows it."""
+
     @_builtins.property
-    def value(self) -> Global___FieldValue: ...
+    def value(self) -> Global___FieldValue:
+        """The value: set only for a granted VIEW_PLAINTEXT read."""
+
     def __init__(
         self,
         *,
@@ -646,7 +720,9 @@ class BatchGetFieldsRequest(_message.Message):
 
     ITEMS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___GetFieldRequest]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___GetFieldRequest]:
+        """The reads, answered in order; each is authorised on its own."""
+
     def __init__(
         self,
         *,
@@ -669,9 +745,13 @@ class BatchGetFieldsResult(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def field(self) -> Global___GetFieldResponse: ...
+    def field(self) -> Global___GetFieldResponse:
+        """The item was read."""
+
     @_builtins.property
-    def error(self) -> _status_pb2.Status: ...
+    def error(self) -> _status_pb2.Status:
+        """The item failed: the same code, message and details GetField would have answered."""
+
     def __init__(
         self,
         *,
@@ -696,7 +776,9 @@ class BatchGetFieldsResponse(_message.Message):
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchGetFieldsResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchGetFieldsResult]:
+        """One result per request item, in the request's order."""
+
     def __init__(
         self,
         *,
@@ -718,6 +800,7 @@ class ListFieldsRequest(_message.Message):
 
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject whose fields to list."""
     def __init__(
         self,
         *,
@@ -739,7 +822,9 @@ class ListFieldsResponse(_message.Message):
 
     FIELDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldView]: ...
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldView]:
+        """The fields' masked views; a field the caller may not see is left out."""
+
     def __init__(
         self,
         *,
@@ -762,7 +847,9 @@ class DetokenizeRequest(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """A token from a FieldView ("tok_...")."""
     purpose: _builtins.str
+    """Why the caller needs the value: the grant must name this purpose."""
     def __init__(
         self,
         *,
@@ -786,9 +873,13 @@ class DetokenizeResponse(_message.Message):
     VIEW_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def view(self) -> Global___FieldView: ...
+    def view(self) -> Global___FieldView:
+        """The field the token stands for."""
+
     @_builtins.property
-    def value(self) -> Global___FieldValue: ...
+    def value(self) -> Global___FieldValue:
+        """The value behind the token."""
+
     def __init__(
         self,
         *,
@@ -811,7 +902,9 @@ class FindSubjectsRequest(_message.Message):
 
     VALUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def value(self) -> Global___FieldValue: ...
+    def value(self) -> Global___FieldValue:
+        """The value to look for, normalised as a put would store it."""
+
     def __init__(
         self,
         *,
@@ -839,7 +932,9 @@ class FindSubjectsResponse(_message.Message):
     found: _builtins.bool
     """found: some subject holds exactly this value."""
     @_builtins.property
-    def subject_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def subject_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The subjects holding the value, for a caller granted "subject_ids"; else empty."""
+
     def __init__(
         self,
         *,
@@ -863,7 +958,9 @@ class DeleteFieldRequest(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject of the field."""
     field: _builtins.str
+    """The field to destroy."""
     def __init__(
         self,
         *,
@@ -888,9 +985,13 @@ class DeleteFieldResponse(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     DELETED_AT_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject of the destroyed field."""
     field: _builtins.str
+    """The destroyed field."""
     @_builtins.property
-    def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def deleted_at(self) -> _timestamp_pb2.Timestamp:
+        """When its data key was destroyed."""
+
     def __init__(
         self,
         *,
@@ -916,7 +1017,9 @@ class ShredSubjectRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject to erase."""
     reason: _builtins.str
+    """Why, for the receipt and the audit log (never a value)."""
     request_id: _builtins.str
     """Repeating a request_id returns the first receipt."""
     def __init__(
@@ -952,17 +1055,27 @@ class ShredReceipt(_message.Message):
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
     AUDIT_ANCHOR_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The erased subject."""
     request_id: _builtins.str
+    """The request_id of the ShredSubject call that erased it."""
     reason: _builtins.str
+    """The reason given."""
     fields_destroyed: _builtins.int
+    """How many fields the subject had."""
     payload: _builtins.bytes
     """The canonical JSON that was signed, and its Ed25519 signature."""
     signature: _builtins.bytes
+    """Ed25519 signature of payload by the vault's receipt key."""
     signing_key_id: _builtins.str
+    """Which receipt key signed (its public key is DIR/receipt-signing.pub)."""
     @_builtins.property
-    def shredded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def shredded_at(self) -> _timestamp_pb2.Timestamp:
+        """When the keys were destroyed."""
+
     @_builtins.property
-    def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the destroyed keys: the subject key and every data key under it."""
+
     @_builtins.property
     def backup_horizon(self) -> _timestamp_pb2.Timestamp:
         """After this time no backup taken before the shred can be opened. Unset when
@@ -1004,7 +1117,9 @@ class ShredSubjectResponse(_message.Message):
 
     RECEIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def receipt(self) -> Global___ShredReceipt: ...
+    def receipt(self) -> Global___ShredReceipt:
+        """The signed receipt (the first one again for a repeated request_id)."""
+
     def __init__(
         self,
         *,
@@ -1027,7 +1142,9 @@ class ExportSubjectRequest(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject to export."""
     purpose: _builtins.str
+    """Why: the export grant must name this purpose (e.g. "dsar")."""
     def __init__(
         self,
         *,
@@ -1051,9 +1168,13 @@ class ExportedField(_message.Message):
     VIEW_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def view(self) -> Global___FieldView: ...
+    def view(self) -> Global___FieldView:
+        """The field as VIEW_PLAINTEXT shows it."""
+
     @_builtins.property
-    def value(self) -> Global___FieldValue: ...
+    def value(self) -> Global___FieldValue:
+        """The value in plaintext."""
+
     def __init__(
         self,
         *,
@@ -1085,11 +1206,17 @@ class ExportSubjectResponse(_message.Message):
     vault's receipt key, for filing with the data-subject request.
     """
     signature: _builtins.bytes
+    """Ed25519 signature of payload by the vault's receipt key."""
     signing_key_id: _builtins.str
+    """Which receipt key signed."""
     @_builtins.property
-    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedField]: ...
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedField]:
+        """Every field of the subject, with its value."""
+
     @_builtins.property
-    def access_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def access_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]:
+        """The audit events about the subject: who read or changed what, when."""
+
     @_builtins.property
     def audit_anchor(self) -> Global___AuditAnchor:
         """The audit chain's head when the export was signed (also inside payload)."""
@@ -1122,8 +1249,11 @@ class SetLegalHoldRequest(_message.Message):
     HOLD_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject to hold or release."""
     hold: _builtins.bool
+    """True sets the hold; false releases it."""
     reason: _builtins.str
+    """Why, for the audit log (never a value)."""
     def __init__(
         self,
         *,
@@ -1147,6 +1277,7 @@ class SetLegalHoldResponse(_message.Message):
 
     HOLD_FIELD_NUMBER: _builtins.int
     hold: _builtins.bool
+    """Whether the subject is held now."""
     def __init__(
         self,
         *,
@@ -1170,8 +1301,11 @@ class SetConsentRequest(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     GRANTED_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """The subject whose consent is recorded."""
     purpose: _builtins.str
+    """The purpose consented to (one the policy marks requires_consent)."""
     granted: _builtins.bool
+    """True gives consent; false withdraws it."""
     def __init__(
         self,
         *,
@@ -1195,6 +1329,7 @@ class SetConsentResponse(_message.Message):
 
     GRANTED_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
+    """Whether consent is given now."""
     def __init__(
         self,
         *,
@@ -1234,7 +1369,9 @@ class RotateMasterKeyResponse(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    """The master key's id."""
     version: _builtins.int
+    """The new version, now the one that wraps new keys."""
     def __init__(
         self,
         *,
@@ -1257,6 +1394,7 @@ class RewrapKeysRequest(_message.Message):
 
     BATCH_SIZE_FIELD_NUMBER: _builtins.int
     batch_size: _builtins.int
+    """Keys per transaction: 0 for the default (500), at most 10000."""
     def __init__(
         self,
         *,
@@ -1279,7 +1417,9 @@ class RewrapKeysResponse(_message.Message):
     DONE_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     done: _builtins.int
+    """Keys rewrapped so far."""
     total: _builtins.int
+    """Keys to rewrap in all."""
     def __init__(
         self,
         *,
@@ -1323,11 +1463,17 @@ class MasterKeyVersion(_message.Message):
     USES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    """The master key's id."""
     version: _builtins.int
+    """The version number."""
     state: Global___MasterKeyState.ValueType
+    """Where the version is in its life."""
     uses: _builtins.int
+    """How often it has been used to wrap or unwrap; rotation is due at a limit."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the version was made."""
+
     def __init__(
         self,
         *,
@@ -1416,9 +1562,13 @@ class GetKeyStatusResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___MasterKeyVersion]: ...
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___MasterKeyVersion]:
+        """Every master key version."""
+
     @_builtins.property
-    def schedule(self) -> Global___KeyRotationSchedule: ...
+    def schedule(self) -> Global___KeyRotationSchedule:
+        """The rotation schedule and where it stands."""
+
     def __init__(
         self,
         *,
@@ -1453,22 +1603,35 @@ class AuditEvent(_message.Message):
     PREV_HASH_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
+    """The event's position in the chain."""
     caller: _builtins.str
+    """The caller's name (from its certificate); empty when the call was not authenticated."""
     action: Global___AuditAction.ValueType
+    """What was done."""
     subject_id: _builtins.str
+    """The subject concerned, if any."""
     field: _builtins.str
+    """The field concerned, if any."""
     view: _builtins.str
+    """The view read ("masked", "token", "plaintext"), if a read."""
     purpose: _builtins.str
+    """The purpose stated, if any."""
     outcome: Global___AuditOutcome.ValueType
+    """How it ended."""
     status_code: _builtins.str
+    """The gRPC status code name answered, e.g. "OK", "PERMISSION_DENIED"."""
     hash: _builtins.bytes
+    """HMAC-SHA256 chain hash over this event and prev_hash, 32 bytes."""
     prev_hash: _builtins.bytes
+    """The previous event's hash."""
     detail: _builtins.str
     """Why, in words and never a value: "no consent", "legal hold",
     "severity=high: read of a canary field", "granted", "3 fields".
     """
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
     def __init__(
         self,
         *,
@@ -1508,15 +1671,23 @@ class ListEventsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
+    """Only events about this subject; empty for any."""
     caller: _builtins.str
+    """Only events of this caller; empty for any."""
     action: Global___AuditAction.ValueType
     """Only events of this action; AUDIT_ACTION_UNSPECIFIED for any."""
     page_size: _builtins.int
+    """Events per page: 0 for the default (100), at most 1000."""
     page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first."""
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Only events at or after this time."""
+
     @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only events before this time."""
+
     def __init__(
         self,
         *,
@@ -1545,8 +1716,11 @@ class ListEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last."""
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]:
+        """The page's events, in chain order."""
+
     def __init__(
         self,
         *,
@@ -1600,6 +1774,7 @@ class AuditAnchor(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
+    """The event's position in the chain."""
     hash: _builtins.bytes
     """HMAC-SHA256 chain hash, 32 bytes."""
     def __init__(
@@ -1628,10 +1803,13 @@ class VerifyChainResponse(_message.Message):
     PROBLEM_FIELD_NUMBER: _builtins.int
     ANCHORS_CHECKED_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
+    """True when the chain is intact and every anchor matches."""
     events_checked: _builtins.int
+    """How many events were checked."""
     first_bad_position: _builtins.int
     """-1 when the chain is intact."""
     problem: _builtins.str
+    """What is wrong, in words; empty when ok."""
     anchors_checked: _builtins.int
     """How many of the request's anchors were found in the chain as recorded."""
     def __init__(

@@ -33,6 +33,8 @@ export const file_vault_v1_vault: GenFile = /*@__PURE__*/
  */
 export type PhoneNumber = Message<"vault.v1.PhoneNumber"> & {
   /**
+   * The number as typed: E.164 ("+372 5123 4567") or national with default_region.
+   *
    * @generated from field: string number = 1;
    */
   number: string;
@@ -59,21 +61,29 @@ export const PhoneNumberSchema: GenMessage<PhoneNumber> = /*@__PURE__*/
  */
 export type PaymentCard = Message<"vault.v1.PaymentCard"> & {
   /**
+   * The card number (PAN); Luhn-checked. Never returned, never logged.
+   *
    * @generated from field: string pan = 1;
    */
   pan: string;
 
   /**
+   * Expiry month, 1-12.
+   *
    * @generated from field: int32 exp_month = 2;
    */
   expMonth: number;
 
   /**
+   * Expiry year, four digits; the expiry must not be in the past.
+   *
    * @generated from field: int32 exp_year = 3;
    */
   expYear: number;
 
   /**
+   * The name on the card (optional).
+   *
    * @generated from field: string holder_name = 4;
    */
   holderName: string;
@@ -93,11 +103,15 @@ export const PaymentCardSchema: GenMessage<PaymentCard> = /*@__PURE__*/
  */
 export type PaymentToken = Message<"vault.v1.PaymentToken"> & {
   /**
+   * The provider that issued the token, e.g. "stripe".
+   *
    * @generated from field: string provider = 1;
    */
   provider: string;
 
   /**
+   * The provider's opaque token, length-bounded.
+   *
    * @generated from field: string token = 2;
    */
   token: string;
@@ -117,46 +131,62 @@ export const PaymentTokenSchema: GenMessage<PaymentToken> = /*@__PURE__*/
  */
 export type FieldValue = Message<"vault.v1.FieldValue"> & {
   /**
+   * Exactly one kind of value; the field's type follows from it.
+   *
    * @generated from oneof vault.v1.FieldValue.kind
    */
   kind: {
     /**
+     * FIELD_TYPE_PHONE.
+     *
      * @generated from field: vault.v1.PhoneNumber phone = 1;
      */
     value: PhoneNumber;
     case: "phone";
   } | {
     /**
+     * FIELD_TYPE_EMAIL.
+     *
      * @generated from field: string email = 2;
      */
     value: string;
     case: "email";
   } | {
     /**
+     * FIELD_TYPE_ADDRESS: region_code (ISO 3166-1 alpha-2) and address_lines required.
+     *
      * @generated from field: google.type.PostalAddress address = 3;
      */
     value: PostalAddress;
     case: "address";
   } | {
     /**
+     * FIELD_TYPE_CARD.
+     *
      * @generated from field: vault.v1.PaymentCard card = 4;
      */
     value: PaymentCard;
     case: "card";
   } | {
     /**
+     * FIELD_TYPE_PAYMENT_TOKEN.
+     *
      * @generated from field: vault.v1.PaymentToken payment_token = 5;
      */
     value: PaymentToken;
     case: "paymentToken";
   } | {
     /**
+     * FIELD_TYPE_NAME.
+     *
      * @generated from field: string name = 6;
      */
     value: string;
     case: "name";
   } | {
     /**
+     * FIELD_TYPE_DATE_OF_BIRTH: a full calendar date.
+     *
      * @generated from field: google.type.Date date_of_birth = 7;
      */
     value: Date;
@@ -178,21 +208,29 @@ export const FieldValueSchema: GenMessage<FieldValue> = /*@__PURE__*/
  */
 export type CardFacts = Message<"vault.v1.CardFacts"> & {
   /**
+   * Card brand, e.g. "VISA".
+   *
    * @generated from field: string brand = 1;
    */
   brand: string;
 
   /**
+   * The last four digits of the card number.
+   *
    * @generated from field: string last4 = 2;
    */
   last4: string;
 
   /**
+   * Expiry month, 1-12.
+   *
    * @generated from field: int32 exp_month = 3;
    */
   expMonth: number;
 
   /**
+   * Expiry year, four digits.
+   *
    * @generated from field: int32 exp_year = 4;
    */
   expYear: number;
@@ -212,11 +250,15 @@ export const CardFactsSchema: GenMessage<CardFacts> = /*@__PURE__*/
  */
 export type AddressFacts = Message<"vault.v1.AddressFacts"> & {
   /**
+   * ISO 3166-1 alpha-2 country, e.g. "EE".
+   *
    * @generated from field: string region_code = 1;
    */
   regionCode: string;
 
   /**
+   * City or town.
+   *
    * @generated from field: string locality = 2;
    */
   locality: string;
@@ -236,6 +278,8 @@ export const AddressFactsSchema: GenMessage<AddressFacts> = /*@__PURE__*/
  */
 export type PhoneFacts = Message<"vault.v1.PhoneFacts"> & {
   /**
+   * The international calling code, e.g. 372.
+   *
    * @generated from field: int32 country_code = 1;
    */
   countryCode: number;
@@ -255,21 +299,29 @@ export const PhoneFactsSchema: GenMessage<PhoneFacts> = /*@__PURE__*/
  */
 export type FieldView = Message<"vault.v1.FieldView"> & {
   /**
+   * The subject (the person) the field belongs to; chosen by the caller.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The field's caller-chosen name, unique within the subject (e.g. "card.primary").
+   *
    * @generated from field: string field = 2;
    */
   field: string;
 
   /**
+   * The kind of value the field holds.
+   *
    * @generated from field: vault.v1.FieldType type = 3;
    */
   type: FieldType;
 
   /**
+   * The value masked by its type's rule (e.g. "VISA **** 4242 (12/28)").
+   *
    * @generated from field: string masked = 4;
    */
   masked: string;
@@ -282,26 +334,36 @@ export type FieldView = Message<"vault.v1.FieldView"> & {
   token: string;
 
   /**
+   * Starts at 1 and grows by one each time the value is replaced.
+   *
    * @generated from field: int64 version = 6;
    */
   version: bigint;
 
   /**
+   * When the current value was stored.
+   *
    * @generated from field: google.protobuf.Timestamp updated_at = 7;
    */
   updatedAt?: Timestamp | undefined;
 
   /**
+   * Safe facts of a card (set for FIELD_TYPE_CARD only).
+   *
    * @generated from field: vault.v1.CardFacts card = 8;
    */
   card?: CardFacts | undefined;
 
   /**
+   * Safe facts of an address (set for FIELD_TYPE_ADDRESS only).
+   *
    * @generated from field: vault.v1.AddressFacts address = 9;
    */
   address?: AddressFacts | undefined;
 
   /**
+   * Safe facts of a phone number (set for FIELD_TYPE_PHONE only).
+   *
    * @generated from field: vault.v1.PhoneFacts phone = 10;
    */
   phone?: PhoneFacts | undefined;
@@ -321,16 +383,22 @@ export const FieldViewSchema: GenMessage<FieldView> = /*@__PURE__*/
  */
 export type PutFieldRequest = Message<"vault.v1.PutFieldRequest"> & {
   /**
+   * The subject to store the field under; created on first use.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The field's name, unique within the subject (e.g. "phone", "address.shipping").
+   *
    * @generated from field: string field = 2;
    */
   field: string;
 
   /**
+   * The value; it is validated and normalised before it is encrypted.
+   *
    * @generated from field: vault.v1.FieldValue value = 3;
    */
   value?: FieldValue | undefined;
@@ -358,6 +426,8 @@ export const PutFieldRequestSchema: GenMessage<PutFieldRequest> = /*@__PURE__*/
  */
 export type PutFieldResponse = Message<"vault.v1.PutFieldResponse"> & {
   /**
+   * The stored field as VIEW_TOKEN shows it: the mask and the token.
+   *
    * @generated from field: vault.v1.FieldView view = 1;
    */
   view?: FieldView | undefined;
@@ -377,16 +447,22 @@ export const PutFieldResponseSchema: GenMessage<PutFieldResponse> = /*@__PURE__*
  */
 export type GetFieldRequest = Message<"vault.v1.GetFieldRequest"> & {
   /**
+   * The subject to read.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The field to read.
+   *
    * @generated from field: string field = 2;
    */
   field: string;
 
   /**
+   * How much of the value to return; VIEW_UNSPECIFIED means VIEW_MASKED.
+   *
    * @generated from field: vault.v1.View view = 3;
    */
   view: View;
@@ -413,11 +489,15 @@ export const GetFieldRequestSchema: GenMessage<GetFieldRequest> = /*@__PURE__*/
  */
 export type GetFieldResponse = Message<"vault.v1.GetFieldResponse"> & {
   /**
+   * The field as the requested view shows it.
+   *
    * @generated from field: vault.v1.FieldView view = 1;
    */
   view?: FieldView | undefined;
 
   /**
+   * The value: set only for a granted VIEW_PLAINTEXT read.
+   *
    * @generated from field: vault.v1.FieldValue value = 2;
    */
   value?: FieldValue | undefined;
@@ -437,6 +517,8 @@ export const GetFieldResponseSchema: GenMessage<GetFieldResponse> = /*@__PURE__*
  */
 export type BatchGetFieldsRequest = Message<"vault.v1.BatchGetFieldsRequest"> & {
   /**
+   * The reads, answered in order; each is authorised on its own.
+   *
    * @generated from field: repeated vault.v1.GetFieldRequest items = 1;
    */
   items: GetFieldRequest[];
@@ -456,16 +538,22 @@ export const BatchGetFieldsRequestSchema: GenMessage<BatchGetFieldsRequest> = /*
  */
 export type BatchGetFieldsResult = Message<"vault.v1.BatchGetFieldsResult"> & {
   /**
+   * The item's answer, or why it failed.
+   *
    * @generated from oneof vault.v1.BatchGetFieldsResult.result
    */
   result: {
     /**
+     * The item was read.
+     *
      * @generated from field: vault.v1.GetFieldResponse field = 1;
      */
     value: GetFieldResponse;
     case: "field";
   } | {
     /**
+     * The item failed: the same code, message and details GetField would have answered.
+     *
      * @generated from field: google.rpc.Status error = 2;
      */
     value: Status;
@@ -487,6 +575,8 @@ export const BatchGetFieldsResultSchema: GenMessage<BatchGetFieldsResult> = /*@_
  */
 export type BatchGetFieldsResponse = Message<"vault.v1.BatchGetFieldsResponse"> & {
   /**
+   * One result per request item, in the request's order.
+   *
    * @generated from field: repeated vault.v1.BatchGetFieldsResult results = 1;
    */
   results: BatchGetFieldsResult[];
@@ -506,6 +596,8 @@ export const BatchGetFieldsResponseSchema: GenMessage<BatchGetFieldsResponse> = 
  */
 export type ListFieldsRequest = Message<"vault.v1.ListFieldsRequest"> & {
   /**
+   * The subject whose fields to list.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
@@ -525,6 +617,8 @@ export const ListFieldsRequestSchema: GenMessage<ListFieldsRequest> = /*@__PURE_
  */
 export type ListFieldsResponse = Message<"vault.v1.ListFieldsResponse"> & {
   /**
+   * The fields' masked views; a field the caller may not see is left out.
+   *
    * @generated from field: repeated vault.v1.FieldView fields = 1;
    */
   fields: FieldView[];
@@ -544,11 +638,15 @@ export const ListFieldsResponseSchema: GenMessage<ListFieldsResponse> = /*@__PUR
  */
 export type DetokenizeRequest = Message<"vault.v1.DetokenizeRequest"> & {
   /**
+   * A token from a FieldView ("tok_...").
+   *
    * @generated from field: string token = 1;
    */
   token: string;
 
   /**
+   * Why the caller needs the value: the grant must name this purpose.
+   *
    * @generated from field: string purpose = 2;
    */
   purpose: string;
@@ -568,11 +666,15 @@ export const DetokenizeRequestSchema: GenMessage<DetokenizeRequest> = /*@__PURE_
  */
 export type DetokenizeResponse = Message<"vault.v1.DetokenizeResponse"> & {
   /**
+   * The field the token stands for.
+   *
    * @generated from field: vault.v1.FieldView view = 1;
    */
   view?: FieldView | undefined;
 
   /**
+   * The value behind the token.
+   *
    * @generated from field: vault.v1.FieldValue value = 2;
    */
   value?: FieldValue | undefined;
@@ -592,6 +694,8 @@ export const DetokenizeResponseSchema: GenMessage<DetokenizeResponse> = /*@__PUR
  */
 export type FindSubjectsRequest = Message<"vault.v1.FindSubjectsRequest"> & {
   /**
+   * The value to look for, normalised as a put would store it.
+   *
    * @generated from field: vault.v1.FieldValue value = 1;
    */
   value?: FieldValue | undefined;
@@ -613,6 +717,8 @@ export const FindSubjectsRequestSchema: GenMessage<FindSubjectsRequest> = /*@__P
  */
 export type FindSubjectsResponse = Message<"vault.v1.FindSubjectsResponse"> & {
   /**
+   * The subjects holding the value, for a caller granted "subject_ids"; else empty.
+   *
    * @generated from field: repeated string subject_ids = 1;
    */
   subjectIds: string[];
@@ -639,11 +745,15 @@ export const FindSubjectsResponseSchema: GenMessage<FindSubjectsResponse> = /*@_
  */
 export type DeleteFieldRequest = Message<"vault.v1.DeleteFieldRequest"> & {
   /**
+   * The subject of the field.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The field to destroy.
+   *
    * @generated from field: string field = 2;
    */
   field: string;
@@ -663,16 +773,22 @@ export const DeleteFieldRequestSchema: GenMessage<DeleteFieldRequest> = /*@__PUR
  */
 export type DeleteFieldResponse = Message<"vault.v1.DeleteFieldResponse"> & {
   /**
+   * The subject of the destroyed field.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The destroyed field.
+   *
    * @generated from field: string field = 2;
    */
   field: string;
 
   /**
+   * When its data key was destroyed.
+   *
    * @generated from field: google.protobuf.Timestamp deleted_at = 3;
    */
   deletedAt?: Timestamp | undefined;
@@ -692,11 +808,15 @@ export const DeleteFieldResponseSchema: GenMessage<DeleteFieldResponse> = /*@__P
  */
 export type ShredSubjectRequest = Message<"vault.v1.ShredSubjectRequest"> & {
   /**
+   * The subject to erase.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * Why, for the receipt and the audit log (never a value).
+   *
    * @generated from field: string reason = 2;
    */
   reason: string;
@@ -723,31 +843,43 @@ export const ShredSubjectRequestSchema: GenMessage<ShredSubjectRequest> = /*@__P
  */
 export type ShredReceipt = Message<"vault.v1.ShredReceipt"> & {
   /**
+   * The erased subject.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The request_id of the ShredSubject call that erased it.
+   *
    * @generated from field: string request_id = 2;
    */
   requestId: string;
 
   /**
+   * The reason given.
+   *
    * @generated from field: string reason = 3;
    */
   reason: string;
 
   /**
+   * When the keys were destroyed.
+   *
    * @generated from field: google.protobuf.Timestamp shredded_at = 4;
    */
   shreddedAt?: Timestamp | undefined;
 
   /**
+   * How many fields the subject had.
+   *
    * @generated from field: int32 fields_destroyed = 5;
    */
   fieldsDestroyed: number;
 
   /**
+   * The ids of the destroyed keys: the subject key and every data key under it.
+   *
    * @generated from field: repeated string key_ids = 6;
    */
   keyIds: string[];
@@ -768,11 +900,15 @@ export type ShredReceipt = Message<"vault.v1.ShredReceipt"> & {
   payload: Uint8Array;
 
   /**
+   * Ed25519 signature of payload by the vault's receipt key.
+   *
    * @generated from field: bytes signature = 9;
    */
   signature: Uint8Array;
 
   /**
+   * Which receipt key signed (its public key is DIR/receipt-signing.pub).
+   *
    * @generated from field: string signing_key_id = 10;
    */
   signingKeyId: string;
@@ -799,6 +935,8 @@ export const ShredReceiptSchema: GenMessage<ShredReceipt> = /*@__PURE__*/
  */
 export type ShredSubjectResponse = Message<"vault.v1.ShredSubjectResponse"> & {
   /**
+   * The signed receipt (the first one again for a repeated request_id).
+   *
    * @generated from field: vault.v1.ShredReceipt receipt = 1;
    */
   receipt?: ShredReceipt | undefined;
@@ -818,11 +956,15 @@ export const ShredSubjectResponseSchema: GenMessage<ShredSubjectResponse> = /*@_
  */
 export type ExportSubjectRequest = Message<"vault.v1.ExportSubjectRequest"> & {
   /**
+   * The subject to export.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * Why: the export grant must name this purpose (e.g. "dsar").
+   *
    * @generated from field: string purpose = 2;
    */
   purpose: string;
@@ -842,11 +984,15 @@ export const ExportSubjectRequestSchema: GenMessage<ExportSubjectRequest> = /*@_
  */
 export type ExportedField = Message<"vault.v1.ExportedField"> & {
   /**
+   * The field as VIEW_PLAINTEXT shows it.
+   *
    * @generated from field: vault.v1.FieldView view = 1;
    */
   view?: FieldView | undefined;
 
   /**
+   * The value in plaintext.
+   *
    * @generated from field: vault.v1.FieldValue value = 2;
    */
   value?: FieldValue | undefined;
@@ -866,11 +1012,15 @@ export const ExportedFieldSchema: GenMessage<ExportedField> = /*@__PURE__*/
  */
 export type ExportSubjectResponse = Message<"vault.v1.ExportSubjectResponse"> & {
   /**
+   * Every field of the subject, with its value.
+   *
    * @generated from field: repeated vault.v1.ExportedField fields = 1;
    */
   fields: ExportedField[];
 
   /**
+   * The audit events about the subject: who read or changed what, when.
+   *
    * @generated from field: repeated vault.v1.AuditEvent access_history = 2;
    */
   accessHistory: AuditEvent[];
@@ -884,11 +1034,15 @@ export type ExportSubjectResponse = Message<"vault.v1.ExportSubjectResponse"> & 
   payload: Uint8Array;
 
   /**
+   * Ed25519 signature of payload by the vault's receipt key.
+   *
    * @generated from field: bytes signature = 4;
    */
   signature: Uint8Array;
 
   /**
+   * Which receipt key signed.
+   *
    * @generated from field: string signing_key_id = 5;
    */
   signingKeyId: string;
@@ -915,16 +1069,22 @@ export const ExportSubjectResponseSchema: GenMessage<ExportSubjectResponse> = /*
  */
 export type SetLegalHoldRequest = Message<"vault.v1.SetLegalHoldRequest"> & {
   /**
+   * The subject to hold or release.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * True sets the hold; false releases it.
+   *
    * @generated from field: bool hold = 2;
    */
   hold: boolean;
 
   /**
+   * Why, for the audit log (never a value).
+   *
    * @generated from field: string reason = 3;
    */
   reason: string;
@@ -944,6 +1104,8 @@ export const SetLegalHoldRequestSchema: GenMessage<SetLegalHoldRequest> = /*@__P
  */
 export type SetLegalHoldResponse = Message<"vault.v1.SetLegalHoldResponse"> & {
   /**
+   * Whether the subject is held now.
+   *
    * @generated from field: bool hold = 1;
    */
   hold: boolean;
@@ -963,16 +1125,22 @@ export const SetLegalHoldResponseSchema: GenMessage<SetLegalHoldResponse> = /*@_
  */
 export type SetConsentRequest = Message<"vault.v1.SetConsentRequest"> & {
   /**
+   * The subject whose consent is recorded.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * The purpose consented to (one the policy marks requires_consent).
+   *
    * @generated from field: string purpose = 2;
    */
   purpose: string;
 
   /**
+   * True gives consent; false withdraws it.
+   *
    * @generated from field: bool granted = 3;
    */
   granted: boolean;
@@ -992,6 +1160,8 @@ export const SetConsentRequestSchema: GenMessage<SetConsentRequest> = /*@__PURE_
  */
 export type SetConsentResponse = Message<"vault.v1.SetConsentResponse"> & {
   /**
+   * Whether consent is given now.
+   *
    * @generated from field: bool granted = 1;
    */
   granted: boolean;
@@ -1026,11 +1196,15 @@ export const RotateMasterKeyRequestSchema: GenMessage<RotateMasterKeyRequest> = 
  */
 export type RotateMasterKeyResponse = Message<"vault.v1.RotateMasterKeyResponse"> & {
   /**
+   * The master key's id.
+   *
    * @generated from field: string key_id = 1;
    */
   keyId: string;
 
   /**
+   * The new version, now the one that wraps new keys.
+   *
    * @generated from field: int32 version = 2;
    */
   version: number;
@@ -1050,6 +1224,8 @@ export const RotateMasterKeyResponseSchema: GenMessage<RotateMasterKeyResponse> 
  */
 export type RewrapKeysRequest = Message<"vault.v1.RewrapKeysRequest"> & {
   /**
+   * Keys per transaction: 0 for the default (500), at most 10000.
+   *
    * @generated from field: int32 batch_size = 1;
    */
   batchSize: number;
@@ -1069,11 +1245,15 @@ export const RewrapKeysRequestSchema: GenMessage<RewrapKeysRequest> = /*@__PURE_
  */
 export type RewrapKeysResponse = Message<"vault.v1.RewrapKeysResponse"> & {
   /**
+   * Keys rewrapped so far.
+   *
    * @generated from field: int64 done = 1;
    */
   done: bigint;
 
   /**
+   * Keys to rewrap in all.
+   *
    * @generated from field: int64 total = 2;
    */
   total: bigint;
@@ -1108,26 +1288,36 @@ export const GetKeyStatusRequestSchema: GenMessage<GetKeyStatusRequest> = /*@__P
  */
 export type MasterKeyVersion = Message<"vault.v1.MasterKeyVersion"> & {
   /**
+   * The master key's id.
+   *
    * @generated from field: string key_id = 1;
    */
   keyId: string;
 
   /**
+   * The version number.
+   *
    * @generated from field: int32 version = 2;
    */
   version: number;
 
   /**
+   * Where the version is in its life.
+   *
    * @generated from field: vault.v1.MasterKeyState state = 3;
    */
   state: MasterKeyState;
 
   /**
+   * How often it has been used to wrap or unwrap; rotation is due at a limit.
+   *
    * @generated from field: int64 uses = 4;
    */
   uses: bigint;
 
   /**
+   * When the version was made.
+   *
    * @generated from field: google.protobuf.Timestamp created_at = 5;
    */
   createdAt?: Timestamp | undefined;
@@ -1218,11 +1408,15 @@ export const KeyRotationScheduleSchema: GenMessage<KeyRotationSchedule> = /*@__P
  */
 export type GetKeyStatusResponse = Message<"vault.v1.GetKeyStatusResponse"> & {
   /**
+   * Every master key version.
+   *
    * @generated from field: repeated vault.v1.MasterKeyVersion versions = 1;
    */
   versions: MasterKeyVersion[];
 
   /**
+   * The rotation schedule and where it stands.
+   *
    * @generated from field: vault.v1.KeyRotationSchedule schedule = 2;
    */
   schedule?: KeyRotationSchedule | undefined;
@@ -1242,61 +1436,85 @@ export const GetKeyStatusResponseSchema: GenMessage<GetKeyStatusResponse> = /*@_
  */
 export type AuditEvent = Message<"vault.v1.AuditEvent"> & {
   /**
+   * The event's position in the chain.
+   *
    * @generated from field: int64 sequence = 1;
    */
   sequence: bigint;
 
   /**
+   * When it happened.
+   *
    * @generated from field: google.protobuf.Timestamp time = 2;
    */
   time?: Timestamp | undefined;
 
   /**
+   * The caller's name (from its certificate); empty when the call was not authenticated.
+   *
    * @generated from field: string caller = 3;
    */
   caller: string;
 
   /**
+   * What was done.
+   *
    * @generated from field: vault.v1.AuditAction action = 4;
    */
   action: AuditAction;
 
   /**
+   * The subject concerned, if any.
+   *
    * @generated from field: string subject_id = 5;
    */
   subjectId: string;
 
   /**
+   * The field concerned, if any.
+   *
    * @generated from field: string field = 6;
    */
   field: string;
 
   /**
+   * The view read ("masked", "token", "plaintext"), if a read.
+   *
    * @generated from field: string view = 7;
    */
   view: string;
 
   /**
+   * The purpose stated, if any.
+   *
    * @generated from field: string purpose = 8;
    */
   purpose: string;
 
   /**
+   * How it ended.
+   *
    * @generated from field: vault.v1.AuditOutcome outcome = 9;
    */
   outcome: AuditOutcome;
 
   /**
+   * The gRPC status code name answered, e.g. "OK", "PERMISSION_DENIED".
+   *
    * @generated from field: string status_code = 10;
    */
   statusCode: string;
 
   /**
+   * HMAC-SHA256 chain hash over this event and prev_hash, 32 bytes.
+   *
    * @generated from field: bytes hash = 11;
    */
   hash: Uint8Array;
 
   /**
+   * The previous event's hash.
+   *
    * @generated from field: bytes prev_hash = 12;
    */
   prevHash: Uint8Array;
@@ -1324,11 +1542,15 @@ export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
  */
 export type ListEventsRequest = Message<"vault.v1.ListEventsRequest"> & {
   /**
+   * Only events about this subject; empty for any.
+   *
    * @generated from field: string subject_id = 1;
    */
   subjectId: string;
 
   /**
+   * Only events of this caller; empty for any.
+   *
    * @generated from field: string caller = 2;
    */
   caller: string;
@@ -1341,21 +1563,29 @@ export type ListEventsRequest = Message<"vault.v1.ListEventsRequest"> & {
   action: AuditAction;
 
   /**
+   * Only events at or after this time.
+   *
    * @generated from field: google.protobuf.Timestamp start_time = 4;
    */
   startTime?: Timestamp | undefined;
 
   /**
+   * Only events before this time.
+   *
    * @generated from field: google.protobuf.Timestamp end_time = 5;
    */
   endTime?: Timestamp | undefined;
 
   /**
+   * Events per page: 0 for the default (100), at most 1000.
+   *
    * @generated from field: int32 page_size = 6;
    */
   pageSize: number;
 
   /**
+   * next_page_token of the previous page; empty for the first.
+   *
    * @generated from field: string page_token = 7;
    */
   pageToken: string;
@@ -1375,11 +1605,15 @@ export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE_
  */
 export type ListEventsResponse = Message<"vault.v1.ListEventsResponse"> & {
   /**
+   * The page's events, in chain order.
+   *
    * @generated from field: repeated vault.v1.AuditEvent events = 1;
    */
   events: AuditEvent[];
 
   /**
+   * Pass as page_token for the next page; empty on the last.
+   *
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
@@ -1424,6 +1658,8 @@ export const VerifyChainRequestSchema: GenMessage<VerifyChainRequest> = /*@__PUR
  */
 export type AuditAnchor = Message<"vault.v1.AuditAnchor"> & {
   /**
+   * The event's position in the chain.
+   *
    * @generated from field: int64 sequence = 1;
    */
   sequence: bigint;
@@ -1450,11 +1686,15 @@ export const AuditAnchorSchema: GenMessage<AuditAnchor> = /*@__PURE__*/
  */
 export type VerifyChainResponse = Message<"vault.v1.VerifyChainResponse"> & {
   /**
+   * True when the chain is intact and every anchor matches.
+   *
    * @generated from field: bool ok = 1;
    */
   ok: boolean;
 
   /**
+   * How many events were checked.
+   *
    * @generated from field: int64 events_checked = 2;
    */
   eventsChecked: bigint;
@@ -1467,6 +1707,8 @@ export type VerifyChainResponse = Message<"vault.v1.VerifyChainResponse"> & {
   firstBadPosition: bigint;
 
   /**
+   * What is wrong, in words; empty when ok.
+   *
    * @generated from field: string problem = 4;
    */
   problem: string;
@@ -1493,41 +1735,57 @@ export const VerifyChainResponseSchema: GenMessage<VerifyChainResponse> = /*@__P
  */
 export enum FieldType {
   /**
+   * Not a type: a request that names none is refused.
+   *
    * @generated from enum value: FIELD_TYPE_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
 
   /**
+   * A phone number (PhoneNumber), stored as E.164.
+   *
    * @generated from enum value: FIELD_TYPE_PHONE = 1;
    */
   PHONE = 1,
 
   /**
+   * An e-mail address, domain lower-cased.
+   *
    * @generated from enum value: FIELD_TYPE_EMAIL = 2;
    */
   EMAIL = 2,
 
   /**
+   * A postal address (google.type.PostalAddress).
+   *
    * @generated from enum value: FIELD_TYPE_ADDRESS = 3;
    */
   ADDRESS = 3,
 
   /**
+   * A payment card (PaymentCard); its number never comes back.
+   *
    * @generated from enum value: FIELD_TYPE_CARD = 4;
    */
   CARD = 4,
 
   /**
+   * A payment provider's token (PaymentToken).
+   *
    * @generated from enum value: FIELD_TYPE_PAYMENT_TOKEN = 5;
    */
   PAYMENT_TOKEN = 5,
 
   /**
+   * A person's name.
+   *
    * @generated from enum value: FIELD_TYPE_NAME = 6;
    */
   NAME = 6,
 
   /**
+   * A date of birth (google.type.Date).
+   *
    * @generated from enum value: FIELD_TYPE_DATE_OF_BIRTH = 7;
    */
   DATE_OF_BIRTH = 7,
@@ -1553,16 +1811,22 @@ export enum View {
   UNSPECIFIED = 0,
 
   /**
+   * The mask only (e.g. "+372 **** **67"): what every grant allows.
+   *
    * @generated from enum value: VIEW_MASKED = 1;
    */
   MASKED = 1,
 
   /**
+   * The mask and the field's token, for Detokenize later.
+   *
    * @generated from enum value: VIEW_TOKEN = 2;
    */
   TOKEN = 2,
 
   /**
+   * The value itself, when the caller's grant allows it for the stated purpose.
+   *
    * @generated from enum value: VIEW_PLAINTEXT = 3;
    */
   PLAINTEXT = 3,
