@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pii_vault_client.v1 import vault_pb2 as pb
 
-from vault.client import VaultClient
+from vault.client import VaultClient, error_reason
 from vault.transport.servicer import SEALED_MESSAGE
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ def refused(call: Callable[[], object]) -> grpc.RpcError:
     error = caught.value
     assert error.code() is grpc.StatusCode.UNAVAILABLE, error
     assert error.details() == SEALED_MESSAGE
+    assert error_reason(error) == "SEALED"
     assert PHONE_E164 not in str(error) and "5123" not in str(error)
     return error
 

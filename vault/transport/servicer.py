@@ -23,6 +23,7 @@ from vault.domain.shredding import Shredder
 from vault.domain.vault import Vault
 from vault.errors import (
     InvalidArgument,
+    Reason,
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
@@ -73,7 +74,9 @@ class ServingGate:
 
 
 def _refusal(seal: SealState) -> Unavailable:
-    return Unavailable(DRAINING_MESSAGE if getattr(seal, "draining", False) else SEALED_MESSAGE)
+    if getattr(seal, "draining", False):
+        return Unavailable(DRAINING_MESSAGE, reason=Reason.DRAINING)
+    return Unavailable(SEALED_MESSAGE, reason=Reason.SEALED)
 
 
 AuthFailureHook = Callable[[str, str], None]
