@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/pytest benchmarks -p no:cacheprovider --benchmark-enable -q
 
-## proto: regenerate clients/python/src/pii_vault_client/v1 from proto/
+## proto: regenerate from proto/ (buf generate, buf.gen.yaml): the Python stubs (clients/python/src/pii_vault_client/v1), the TypeScript code (clients/node/src/gen) and docs/api.md
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
