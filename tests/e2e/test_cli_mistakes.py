@@ -92,6 +92,11 @@ def test_a_missing_data_directory_says_what_to_run(tmp_path: Path) -> None:
     assert "pii-vault init --data-dir" in line
 
 
+def test_migrate_on_a_missing_data_directory_is_one_line(tmp_path: Path) -> None:
+    line = one_line(cli("migrate", "--data-dir", str(tmp_path / "nowhere"), "--check"))
+    assert "--data-dir" in line
+
+
 def test_as_and_cert_exclude_each_other(server: VaultServer) -> None:
     cert = str(server.data_dir / "tls" / "clients" / "checkout.crt")
     line = one_line(cli("get", *caller_args(server, "--as", "checkout", "--cert", cert), "s", "f"))

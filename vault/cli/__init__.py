@@ -85,3 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"invalid setting: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        # One line, never a traceback or a message (it could quote a value or a
+        # database URL with its password); DEBUG logging shows the whole story.
+        if args.command == "serve" or root.isEnabledFor(logging.DEBUG):
+            raise
+        print(
+            f"pii-vault {args.command}: failed ({type(error).__name__}); rerun with"
+            " PII_VAULT_LOG_LEVEL=DEBUG for the details",
+            file=sys.stderr,
+        )
+        return 1

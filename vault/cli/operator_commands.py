@@ -146,6 +146,8 @@ def run_migrate(args: argparse.Namespace) -> int:
             "key_database_url": args.key_database_url,
         }
     )
+    from sqlalchemy.exc import SQLAlchemyError
+
     store = Store(settings.effective_database_url, settings.effective_key_database_url)
     try:
         engines = {"data store": store.data_engine}
@@ -159,6 +161,13 @@ def run_migrate(args: argparse.Namespace) -> int:
             at = migrate.current(engine)
             behind = behind or at != head
             print(f"{name}: schema {at or 'empty'} (newest {head})")
+    except SQLAlchemyError as error:  # its message would carry the URL, password and all
+        print(
+            f"migrate: the database cannot be opened ({type(error).__name__}); check"
+            " --data-dir, --database-url and --key-database-url",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         store.dispose()
     return 1 if behind else 0
