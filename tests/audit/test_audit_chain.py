@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from vault.audit.log import REKEY_ACTION, AuditLog, StaticChainKey
+from vault.audit.chain_key import StaticChainKey
+from vault.audit.log import REKEY_ACTION, AuditLog
 from vault.crypto.hash_chain import GENESIS, chain_hash, unkeyed_hash
 from vault.errors import Unavailable
 from vault.storage.database import Store
@@ -132,6 +133,36 @@ def test_masked_reads_are_batched_and_chained(store: Store) -> None:
         audit.flush()
         events = audit.events()
         assert [e.subject_id for e in events] == [f"m-{i}" for i in range(5)]
+        assert audit.verify().ok
+    finally:
+        audit.close()
+
+
+def test_repeated_masked_reads_are_one_access_record_with_their_count(store: Store) -> None:
+    """Aggregated access records: equal accesses in one flush window are one chained
+    event that counts them all (time of the first); any difference is a record of its own."""
+    audit = AuditLog(store, Clock(), chain_key=CHAIN_KEY, flush_interval=60, max_buffer=3)
+    try:
+        for _ in range(1000):  # a hot field: never more than one record waits for it
+            audit.record_later(
+                "registration", "get", subject_id="hot", field="phone", view="masked"
+            )
+        assert audit.buffered() == 1
+        audit.record_later("registration", "get", subject_id="hot", field="phone", view="token")
+        audit.record_later("checkout", "get", subject_id="hot", field="phone", view="masked")
+        audit.record_later("registration", "get", subject_id="cold", field="phone", view="masked")
+        audit.flush()
+        audit.record_later("registration", "get", subject_id="hot", field="phone", view="masked")
+        audit.flush()
+        events = audit.events()
+        assert [(e.caller, e.subject_id, e.view, e.detail) for e in events] == [
+            ("registration", "hot", "masked", "count=1000"),
+            ("registration", "hot", "token", ""),
+            ("checkout", "hot", "masked", ""),
+            ("registration", "cold", "masked", ""),
+            ("registration", "hot", "masked", ""),  # the next window starts afresh
+        ]
+        assert events[0].time < events[1].time  # the first access's time
         assert audit.verify().ok
     finally:
         audit.close()

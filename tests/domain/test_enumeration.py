@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from clocks import ManualTime
 
-from vault.audit.log import AuditLog, StaticChainKey
+from vault.audit.chain_key import StaticChainKey
+from vault.audit.log import AuditLog
 from vault.audit.records import AuditRecord
 from vault.domain.enumeration import ENUMERATION_ALARM, EnumerationWatch
 from vault.errors import ResourceExhausted

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from clocks import ManualTime
 
-from vault.audit.log import AuditLog, StaticChainKey
+from vault.audit.chain_key import StaticChainKey
+from vault.audit.log import AuditLog
 from vault.bootstrap.app import PolicyHolder
 from vault.domain.guards import AccessGuards
 from vault.errors import InvalidArgument, PermissionDenied

@@ -4,7 +4,8 @@ Reveals, detokenizations, exports, shreds, holds and denials are written
 *before* the answer leaves: if the write fails, the call fails (fail closed).
 Masked reads go through ``record_later``: they are buffered and appended in
 one transaction a moment later, so the hot read path does not pay a database
-write per read. Within ``request()`` every ``record`` of one request (the
+write per read; equal accesses buffered together are one record with their
+count (an aggregated access record). Within ``request()`` every ``record`` of one request (the
 denials and reveals of a ``BatchGetFields``) is collected and appended in one
 transaction when the request's work is done, still before its answer leaves,
 so a request costs one durable write however many events it makes. Events
@@ -26,15 +27,17 @@ receipt and DSAR export signs the head at its signing time as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Protocol, TextIO
+from typing import Any, TextIO
 
 from vault.audit import chain
+from vault.audit.chain_key import ChainKeySource
 from vault.audit.records import (
     AuditAction,
     AuditAnchor,
@@ -49,34 +52,22 @@ from vault.errors import DataLoss, Unavailable
 
 log = logging.getLogger("vault.audit")
 
+
+_Access = tuple[str, str, str, str, str, str, str, str, str]
+"""caller, action, subject_id, field, view, purpose, outcome, status_code, detail"""
+
+
+def _access_record(access: _Access, first: datetime, count: int) -> AuditRecord:
+    """One record of ``count`` equal accesses (``count=N`` leads its detail when N > 1)."""
+    caller, action, subject_id, field, view, purpose, outcome, status_code, detail = access
+    if count > 1:
+        detail = f"count={count}: {detail}" if detail else f"count={count}"
+    record = AuditRecord(first, caller, action, subject_id, field, view, purpose, outcome)
+    return dataclasses.replace(record, status_code=status_code, detail=detail)
+
+
 REKEY_ACTION = AuditAction.AUDIT_REKEY
 """The event recorded when an unkeyed chain (schema 0003-0005) is re-chained under the key."""
-
-
-class ChainKeySource(Protocol):
-    """Where the chain key comes from: the key provider (``KeyProvider`` has these)."""
-
-    def audit_key(self) -> bytes: ...
-
-    def adopts_unkeyed_audit_chain(self) -> bool: ...
-
-    def close_unkeyed_audit_chain(self) -> None: ...
-
-
-class StaticChainKey:
-    """A fixed chain key that never adopts an unkeyed chain: for tests and tools."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = check_chain_key(key)
-
-    def audit_key(self) -> bytes:
-        return self._key
-
-    def adopts_unkeyed_audit_chain(self) -> bool:
-        return False
-
-    def close_unkeyed_audit_chain(self) -> None:
-        return None
 
 
 class AuditLog:
@@ -100,7 +91,11 @@ class AuditLog:
         # Told of every event once it is chained (metrics count them); never raises on.
         self.observers: list[Callable[[list[AuditRecord]], None]] = []
         self.flush_observers: list[Callable[[int, float], None]] = []
-        self._buffer: list[AuditRecord] = []
+        # Routine events waiting for the flusher, one entry per kind of access:
+        # (caller, action, subject, field, view, purpose, outcome, status, detail)
+        # -> [time of the first, how many]. A flush that failed keeps its records.
+        self._buffer: dict[_Access, list[Any]] = {}
+        self._unwritten: list[AuditRecord] = []
         self._buffer_lock = threading.Lock()
         # Held from taking a batch until it is committed, so that a flush() that
         # finds the buffer empty returns only after any batch in flight has landed.
@@ -214,8 +209,8 @@ class AuditLog:
                 )
                 self._flusher.start()
 
-    def buffered(self) -> int:  # masked-read events waiting for the flusher
-        return len(self._buffer)
+    def buffered(self) -> int:  # masked-read records waiting for the flusher
+        return len(self._buffer) + len(self._unwritten)
 
     def record_later(
         self,
@@ -230,12 +225,21 @@ class AuditLog:
         status_code: str = "OK",
         detail: str = "",
     ) -> None:
-        """Buffer a routine event (a masked read); it is appended within ``flush_interval``."""
-        event = self._event(
-            caller, action, subject_id, field, view, purpose, outcome, status_code, detail
-        )
+        """Buffer a routine event (a masked read); it is appended within ``flush_interval``.
+
+        The same access repeated before the flush (caller, action, subject,
+        field, view, purpose and outcome all equal) is one record with its count
+        (``count=N`` in its detail, the time of the first): an aggregated access
+        record, so a hot field read ten thousand times a second costs one
+        chained event per flush, not ten thousand, and every access is counted.
+        """
+        key = (caller, action, subject_id, field, view, purpose, outcome, status_code, detail)
         with self._buffer_lock:
-            self._buffer.append(event)
+            seen = self._buffer.get(key)
+            if seen is None:
+                self._buffer[key] = [self._clock(), 1]
+            else:
+                seen[1] += 1
             pending = len(self._buffer)
             if self._flusher is None:
                 self._flusher = threading.Thread(
@@ -251,8 +255,10 @@ class AuditLog:
         """Write what is buffered; on return, every event buffered before the call is stored."""
         with self._flush_lock:
             with self._buffer_lock:
-                batch, self._buffer = self._buffer, []
+                batch, self._unwritten = self._unwritten, []
+                buffered, self._buffer = self._buffer, {}
                 counts, self._counts = self._counts, {}
+            batch += [_access_record(key, time, n) for key, (time, n) in buffered.items()]
             batch += [
                 self._event(caller, action, "", "", "", "", outcome, status, f"count={n}: {what}")
                 for (caller, action, outcome, status, what), n in counts.items()
@@ -267,7 +273,7 @@ class AuditLog:
             except Unavailable:
                 # Keep the events for the next attempt rather than lose them.
                 with self._buffer_lock:
-                    self._buffer[:0] = batch
+                    self._unwritten[:0] = batch
                 raise
 
     def _flush_loop(self) -> None:
