@@ -238,3 +238,27 @@ describe("deletion", () => {
     assert.ok(gone.reason.length > 0);
   });
 });
+
+describe("rate limits", () => {
+  const registration = as("registration");
+
+  test("past its search budget a caller gets RESOURCE_EXHAUSTED with a retry delay", async () => {
+    let limited: VaultError | undefined;
+    for (let i = 0; i < 200 && limited === undefined; i++) {
+      try {
+        // One value again and again: the budget, not the enumeration alarm (many values).
+        await registration.vault.findSubjects({
+          value: { kind: { case: "email", value: "same.person@example.com" } },
+        });
+      } catch (error) {
+        assert.ok(error instanceof VaultError, String(error));
+        limited = error;
+      }
+    }
+    assert.ok(limited, "200 searches in a row were all answered");
+    assert.equal(limited.code, Code.ResourceExhausted);
+    assert.equal(limited.domain, "pii-vault");
+    assert.equal(limited.reason, "SEARCH_RATE_LIMITED");
+    assert.ok((limited.retryDelayMs ?? 0) > 0, `RetryInfo says how long to wait: ${limited.retryDelayMs}`);
+  });
+});
