@@ -180,9 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     find = commands.add_parser(
         "find",
         help="find subjects holding a value read from stdin",
-        epilog=put_help().replace(" put ", " find ").replace(" SUBJECT FIELD", "")
-        + "\n\n"
-        + ENVIRONMENT,
+        epilog=put_help("find --as CALLER") + "\n\n" + ENVIRONMENT,
     )
     _add_client(find)
     find.add_argument("--type", required=True, choices=VALUE_TYPES)
@@ -285,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     canary = commands.add_parser("canary", help="plant a canary field (value on stdin)")
     canary_commands = canary.add_subparsers(dest="canary_command", required=True)
     plant = canary_commands.add_parser(
-        "plant", help="store a decoy value whose reads sound an alarm"
+        "plant",
+        help="store a decoy value whose reads sound an alarm",
+        epilog=put_help("canary plant SUBJECT FIELD"),
     )
     _add_data_dir(plant)
     plant.add_argument("subject_id")

@@ -79,14 +79,14 @@ class UnreadableValueError(ValueError):
         )
 
 
-def put_help() -> str:
-    """The ``put --help`` epilog: every type's stdin format, with an example."""
+def put_help(command: str = "put --as CALLER SUBJECT FIELD") -> str:
+    """The ``put --help`` epilog (and ``find``'s, ``canary plant``'s): every type's stdin
+    format, with an example of ``pii-vault COMMAND --type TYPE``."""
     lines = ["the value is read from standard input; by --type:", ""]
     for kind, form in FORMATS.items():
         lines += textwrap.wrap(f"{kind}: {form.expects}", 78, initial_indent="  ",
                                subsequent_indent="    ")  # fmt: skip
-        lines.append(f"      echo '{form.example}' | pii-vault put --as CALLER SUBJECT FIELD"
-                     f" --type {kind}")  # fmt: skip
+        lines.append(f"      echo '{form.example}' | pii-vault {command} --type {kind}")
     return "\n".join(lines)
 
 
