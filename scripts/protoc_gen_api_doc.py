@@ -166,6 +166,10 @@ def _message_sections(
                 kind = _field_type(field, files)
                 yield f"| `{field.name}` | {field.number} | {kind} | {description} |"
             yield ""
+            for o_index, oneof in enumerate(message.oneof_decl):
+                about_oneof = notes.cell((*here, _ONEOF, o_index))
+                if about_oneof and not oneof.name.startswith("_"):  # "_x": proto3 optional
+                    yield f"Oneof `{oneof.name}`: {about_oneof}\n"
         else:
             yield "No fields.\n"
         yield from _enum_sections(list(message.enum_type), (*here, _NESTED_ENUM), f"{name}.", notes)
