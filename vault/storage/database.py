@@ -32,6 +32,7 @@ from vault.domain.ports import retry_on_write_conflict as retry_on_write_conflic
 from vault.errors import DataLoss, Unavailable, VaultError
 from vault.storage.audit_events import AuditEventRows
 from vault.storage.carried_keys import CarriedKeyRows
+from vault.storage.checkpoint import GroupCheckpoint, checkpoint_sqlite
 from vault.storage.consent import ConsentRows
 from vault.storage.fields import FieldRows
 from vault.storage.idempotency import IdempotencyRows
@@ -323,6 +324,7 @@ class Store:
             make_engine(key_url, **sized) if self.split and key_url else self.data_engine
         )
         self._pool_timeouts = PoolTimeoutAlarm("data/key store")
+        self._checkpoints = GroupCheckpoint(lambda: checkpoint_sqlite(self.engines()))
 
     def dispose(self) -> None:
         self.data_engine.dispose()
@@ -343,12 +345,10 @@ class Store:
 
         With ``secure_delete`` the deleted rows are zeroed in the database
         pages; truncating the WAL removes the older page images it still holds.
-        A busy reader only delays this to the next checkpoint.
+        A busy reader only delays this to the next checkpoint. On return, a
+        checkpoint begun after the call has completed.
         """
-        for engine in self.engines():
-            if is_sqlite(engine):
-                with engine.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._checkpoints()  # one checkpoint for every caller waiting (GroupCheckpoint)
 
     def vacuum_keys(self) -> None:
         """PostgreSQL: reclaim dead key rows now instead of waiting for autovacuum."""
