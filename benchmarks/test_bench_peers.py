@@ -1,7 +1,7 @@
 """The vault's crypto and stored-row paths beside peer libraries, same process, same run.
 
-Two realistic PII values: an e-mail address (the vault's canonical form,
-~40 bytes) and a postal-address document (~200 bytes of canonical JSON).
+Two realistic PII values in the vault's canonical form: an e-mail address
+(37 bytes) and a postal-address document (235 bytes of JSON).
 
 **Per value** (group ``peers <value> <op>: <peer>``), every peer against raw
 ``cryptography`` AESGCM (the baseline, ratio 1: ``urandom(12)`` nonce,
