@@ -512,7 +512,8 @@ def test_every_repository_path_the_readme_names_exists() -> None:
     tops = {
         entry.name
         for entry in ROOT.iterdir()
-        if entry.is_dir() and entry.name not in {"var", ".git", ".venv"}
+        if entry.is_dir()
+        and entry.name not in {"var", ".git", ".venv"}
         and not entry.name.endswith(("_cache", ".egg-info"))
     }
     named = set()
