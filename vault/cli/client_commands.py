@@ -28,7 +28,7 @@ from vault.cli.connection import (
     target_of,
 )
 from vault.cli.values import UnreadableValueError, value_from_text
-from vault.client import VaultClient
+from vault.client import VaultClient, VaultError
 
 if TYPE_CHECKING:
     from google.protobuf import timestamp_pb2
@@ -60,7 +60,7 @@ def run_client(args: argparse.Namespace) -> int:
     with VaultClient(target, ca_cert=pem.ca, client_cert=pem.cert, client_key=pem.key) as client:
         try:
             return command(client, args)
-        except grpc.RpcError as error:
+        except (grpc.RpcError, VaultError) as error:
             print(describe_rpc_error(error, target), file=sys.stderr)
             return 1
         except UnreadableValueError as error:
@@ -92,7 +92,7 @@ def put(client: VaultClient, args: argparse.Namespace) -> int:
         value=value,
         idempotency_key=args.idempotency_key,
     )
-    _print(client.vault.PutField(request))
+    _print(client.put_field(request))
     return 0
 
 
@@ -100,28 +100,24 @@ def get(client: VaultClient, args: argparse.Namespace) -> int:
     request = pb.GetFieldRequest(
         subject_id=args.subject_id, field=args.field, view=VIEWS[args.view], purpose=args.purpose
     )
-    _print(client.vault.GetField(request))
+    _print(client.get_field(request))
     return 0
 
 
 def find(client: VaultClient, args: argparse.Namespace) -> int:
     value = value_from_text(args.type, sys.stdin.read())
-    _print(client.vault.FindSubjects(pb.FindSubjectsRequest(value=value)))
+    _print(client.find_subjects(pb.FindSubjectsRequest(value=value)))
     return 0
 
 
 def delete_field(client: VaultClient, args: argparse.Namespace) -> int:
-    _print(
-        client.vault.DeleteField(
-            pb.DeleteFieldRequest(subject_id=args.subject_id, field=args.field)
-        )
-    )
+    _print(client.delete_field(pb.DeleteFieldRequest(subject_id=args.subject_id, field=args.field)))
     return 0
 
 
 # -- subjects --------------------------------------------------------------------------------
 def shred(client: VaultClient, args: argparse.Namespace) -> int:
-    receipt = client.vault.ShredSubject(
+    receipt = client.shred_subject(
         pb.ShredSubjectRequest(
             subject_id=args.subject_id, reason=args.reason, request_id=args.request_id
         )
@@ -134,7 +130,7 @@ def shred(client: VaultClient, args: argparse.Namespace) -> int:
 
 
 def hold(client: VaultClient, args: argparse.Namespace) -> int:
-    answer = client.vault.SetLegalHold(
+    answer = client.set_legal_hold(
         pb.SetLegalHoldRequest(
             subject_id=args.subject_id, hold=not args.release, reason=args.reason
         )
@@ -144,7 +140,7 @@ def hold(client: VaultClient, args: argparse.Namespace) -> int:
 
 
 def export(client: VaultClient, args: argparse.Namespace) -> int:
-    exported = client.vault.ExportSubject(
+    exported = client.export_subject(
         pb.ExportSubjectRequest(subject_id=args.subject_id, purpose=args.purpose)
     )
     text = _signed_file_text("export", exported.payload, exported.signature)
@@ -157,7 +153,7 @@ def export(client: VaultClient, args: argparse.Namespace) -> int:
 
 
 def consent(client: VaultClient, args: argparse.Namespace) -> int:
-    granted = client.vault.SetConsent(
+    granted = client.set_consent(
         pb.SetConsentRequest(
             subject_id=args.subject_id, purpose=args.purpose, granted=not args.withdraw
         )
@@ -187,7 +183,7 @@ def keys(client: VaultClient, args: argparse.Namespace) -> int:
 
 
 def rotate_keys(client: VaultClient, _args: argparse.Namespace) -> int:
-    rotated = client.keys.RotateMasterKey(pb.RotateMasterKeyRequest())
+    rotated = client.rotate_master_key(pb.RotateMasterKeyRequest())
     print(f"rotated: master key {rotated.key_id} version {rotated.version} is current")
     return 0
 
@@ -207,7 +203,7 @@ def rewrap_keys(client: VaultClient, args: argparse.Namespace) -> int:
 
 
 def key_status(client: VaultClient, _args: argparse.Namespace) -> int:
-    answer = client.keys.GetKeyStatus(pb.GetKeyStatusRequest())
+    answer = client.get_key_status(pb.GetKeyStatusRequest())
     for version in answer.versions:
         created = (
             version.created_at.ToDatetime().isoformat(timespec="seconds") + "Z"
@@ -277,7 +273,7 @@ def list_events(client: VaultClient, args: argparse.Namespace) -> int:
     token = ""
     shown = 0
     while shown < args.limit:
-        page = client.audit.ListEvents(
+        page = client.list_events(
             pb.ListEventsRequest(
                 subject_id=args.subject,
                 caller=args.event_caller,
@@ -373,7 +369,7 @@ def verify_audit_chain(client: VaultClient, args: argparse.Namespace) -> int:
             print(f"cannot use anchor: {error}", file=sys.stderr)
             return 2
     sent = thin_anchors(anchors, MAX_ANCHORS_SENT)
-    check = client.audit.VerifyChain(
+    check = client.verify_chain(
         pb.VerifyChainRequest(
             anchors=[pb.AuditAnchor(sequence=seq, hash=digest) for seq, digest in sent]
         )

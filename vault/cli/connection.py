@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from vault.client import DEFAULT_TARGET, error_reason
+from vault.client import DEFAULT_TARGET, VaultError, error_reason
 from vault.environment import DEFAULT_DATA_DIR, read_variable
 
 CERT_VARIABLE, KEY_VARIABLE, CA_VARIABLE = "CLIENT_CERT", "CLIENT_KEY", "CA_CERT"
@@ -141,16 +141,20 @@ def _read(path: Path, what: str, kind: tuple[str, re.Pattern[bytes]]) -> bytes:
     return data
 
 
-def describe_rpc_error(error: grpc.RpcError, target: str = "") -> str:
+def describe_rpc_error(error: grpc.RpcError | VaultError, target: str = "") -> str:
     """A failed call in one line: ``CODE: message [REASON]`` (REASON when the vault sent one).
 
     An UNAVAILABLE the vault did not send (nothing listening, a TLS handshake
     that failed) says where it called and what to check.
     """
-    code = error.code()
+    details: str | None
+    if isinstance(error, VaultError):  # the client's typed methods
+        code, details = error.code, error.message
+    else:  # the generated stubs (RewrapKeys)
+        code, details = error.code(), error.details()
     name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
     reason = error_reason(error)
-    message = " ".join(str(error.details() or "").split())
+    message = " ".join(str(details or "").split())
     if reason:
         return f"{name}: {message} [{reason}]"
     if code is grpc.StatusCode.UNAVAILABLE and target:
