@@ -2,6 +2,8 @@
 
     python benchmarks/round_trips.py            # SQLite, a fresh data dir on tmpfs
     python benchmarks/round_trips.py --json rt.json
+    python benchmarks/round_trips.py \
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test   # PostgreSQL
 
 Builds an app in-process (``build_app`` on a fresh data directory with the bench
 policy of ``load_support``), seeds ``--subjects`` subjects as ``load.py`` does
@@ -13,9 +15,15 @@ every SQLite connection any engine opens gets a trace callback
 (``sqlite3.Connection.set_trace_callback``, installed by a SQLAlchemy
 ``connect`` listener on every ``Engine``), so statements sent through the ORM,
 through Core and through the hot read's raw DBAPI cursor are all seen,
-``BEGIN`` and ``COMMIT`` included. Each statement is one round trip on a
-client-server database such as PostgreSQL (which the vault reaches with
-psycopg, without pipelining); on SQLite it is a library call.
+``BEGIN`` and ``COMMIT`` included; on SQLite each is a library call.
+
+With ``--database-url`` (a PostgreSQL database to connect to; a scratch
+database is created beside it and dropped at the end, as ``load.py`` does) the
+vault runs on PostgreSQL and psycopg's round trips are counted instead:
+``Cursor.execute`` (the ORM, Core and the hot read's raw cursor alike),
+``Cursor.executemany`` (one pipelined batch counted once), the ``BEGIN``
+psycopg sends before the first statement of a transaction, and ``COMMIT`` or
+``ROLLBACK`` when a transaction is open (psycopg sends nothing otherwise).
 
 Statements are split by where they run: on the caller's thread (before the
 answer leaves: what the call waits for) and on other threads (the audit log's
@@ -39,7 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from load_support import bench_policy_text
+from load_support import bench_policy_text, create_postgres_database, drop_postgres_database
 from sqlalchemy import Engine, event
 
 from vault.bootstrap.app import App, build_app, init_data_dir
@@ -69,6 +77,45 @@ def _trace(statement: str) -> None:
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.set_trace_callback(_trace)
+
+
+def _count_psycopg_round_trips() -> None:
+    """Wrap psycopg's cursor and connection methods that each cost one round trip."""
+    import psycopg
+    from psycopg import pq
+
+    idle = pq.TransactionStatus.IDLE
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+    commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
+
+    def begin(connection: Any) -> None:
+        if not connection.autocommit and connection.info.transaction_status == idle:
+            _trace("BEGIN")
+
+    def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        begin(self.connection)
+        _trace(query if isinstance(query, str) else repr(query))
+        return execute(self, query, *args, **kwargs)
+
+    def counted_executemany(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        begin(self.connection)
+        _trace("(executemany, pipelined) " + (query if isinstance(query, str) else repr(query)))
+        return executemany(self, query, *args, **kwargs)
+
+    def counted_commit(self: Any) -> Any:
+        if self.info.transaction_status != idle:
+            _trace("COMMIT")
+        return commit(self)
+
+    def counted_rollback(self: Any) -> Any:
+        if self.info.transaction_status != idle:
+            _trace("ROLLBACK")
+        return rollback(self)
+
+    psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+    psycopg.Cursor.executemany = counted_executemany  # type: ignore[method-assign]
+    psycopg.Connection.commit = counted_commit  # type: ignore[method-assign]
+    psycopg.Connection.rollback = counted_rollback  # type: ignore[method-assign]
 
 
 def phone_of(i: int) -> PhoneNumber:
@@ -108,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", type=int, default=300)
     parser.add_argument("--calls-each", type=int, default=100)
     parser.add_argument("--json", default="")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="PostgreSQL URL to connect to for CREATE DATABASE (default: SQLite)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print each call's statements")
     args = parser.parse_args(argv)
     shm = Path("/dev/shm")  # noqa: S108 (a fresh private directory inside it)
@@ -117,8 +169,18 @@ def main(argv: list[str] | None = None) -> int:
         init_data_dir(data_dir)
         policy = Path(tmp) / "policy.toml"
         policy.write_text(bench_policy_text(), encoding="utf-8")
-        with build_app(Settings(data_dir=data_dir, policy_path=policy)) as app:
-            rows = run(app, args.subjects, args.calls_each)
+        database_url = ""
+        if args.database_url:
+            _count_psycopg_round_trips()
+            database_url = create_postgres_database(args.database_url)
+        try:
+            settings = Settings(data_dir=data_dir, policy_path=policy, database_url=database_url)
+            with build_app(settings) as app:
+                rows = run(app, args.subjects, args.calls_each)
+        finally:
+            if database_url:
+                drop_postgres_database(args.database_url, database_url)
+    print("PostgreSQL (psycopg round trips)" if database_url else "SQLite (statements)")
     width = max(len(r["call"]) for r in rows)
     print(f"{'call':<{width}}  keys  on request path  audit flush (amortised)  total")
     for r in rows:
