@@ -99,7 +99,7 @@ def build(
         audit,
         clock=clock,
         rate_limiter=rate_limiter,
-        hot_reads=HotReads(store.data_url),
+        hot_reads=HotReads(store.data_url, holds_keys=True),
     )
     return Harness(url, keyring, policy_path, store, keys, vault, audit)
 
@@ -468,6 +468,50 @@ def test_a_moved_ciphertext_fails_authentication(h: Harness) -> None:
         )
     with pytest.raises(DataLoss):
         h.vault.get_field("privacy-desk", "s-2", "phone", view="plaintext", purpose="dsar")
+
+
+@pytest.mark.parametrize("holds_keys", [True, False], ids=["one-statement", "key-store-tx"])
+def test_the_cold_path_refuses_a_data_key_that_is_not_the_fields(
+    h: Harness, holds_keys: bool
+) -> None:
+    """A cache miss opens the data key from the database, whichever way it reads it:
+    one joined statement (key tables beside the data) or a unit of work on the key store.
+    Both refuse a data key row of another field, and a data key whose subject key is gone."""
+    h.vault.put_field("registration", "s-1", "phone", PHONE)
+    h.vault.put_field("registration", "s-2", "phone", OTHER_PHONE)
+    first, second = stored(h, "s-1", "phone"), stored(h, "s-2", "phone")
+    assert first is not None and second is not None
+    vault = Vault(
+        h.store,
+        KeyHierarchy(LocalKeyProvider(h.keyring)),  # a replica with cold caches
+        load_index_keys(h.store, LocalKeyProvider(h.keyring)),
+        PolicyHolder(h.policy_path),
+        h.audit,
+        clock=fixed_clock,
+        hot_reads=HotReads(h.store.data_url, holds_keys=holds_keys),
+    )
+    try:
+        assert vault.get_field("registration", "s-1", "phone").view.masked == "+372 **** **67"
+        vault._keys.data_keys.clear()
+        with h.store.write() as tx:  # s-2's row now names s-1's data key
+            tx.data.execute(
+                text("UPDATE fields SET dek_id = :dek WHERE subject_id = 's-2'"),
+                {"dek": first.dek_id},
+            )
+        with pytest.raises(DataLoss, match="belongs to another field"):
+            vault.get_field("registration", "s-2", "phone")
+        with h.store.write() as tx:
+            tx.data.execute(
+                text("UPDATE fields SET dek_id = :dek WHERE subject_id = 's-2'"),
+                {"dek": second.dek_id},
+            )
+            tx.data.execute(text("DELETE FROM subject_keys WHERE subject_id = 's-2'"))
+        vault._keys.subject_keys.clear()
+        with pytest.raises(DataLoss, match="subject key is missing"):
+            vault.get_field("registration", "s-2", "phone")
+        assert vault.get_field("registration", "s-1", "phone").view.masked == "+372 **** **67"
+    finally:
+        vault.close()
 
 
 # -- blind index ------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from sqlalchemy import text
 
 from vault.domain.records import StoredField
 from vault.errors import DataLoss, Unavailable
+from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
+from vault.keys.provider import WrappedKey
 from vault.storage.database import Store
 from vault.storage.hot_reads import HotReads
 
@@ -107,6 +109,36 @@ def test_batch_read_of_a_hundred_rows_matches_single_reads(store: Store, hot: Ho
     found = hot.get_fields(keys)
     assert len(found) == 100
     assert all(found[key] == hot.get_field(*key) for key in keys)
+
+
+def test_a_data_key_is_read_with_its_subject_key_in_one_statement(store: Store) -> None:
+    hot = HotReads(store.data_url, holds_keys=True)
+    try:
+        subject_key = SubjectKeyMaterial("sk-1", "k-1", WrappedKey("kek-1", 3, b"\x01sealed\x00"))
+        data_key = DataKeyMaterial("dek-1", "k-1", "phone", "sk-1", b"\x01wrapped\xff")
+        with store.write() as tx:
+            tx.key_rows.insert_subject_key(subject_key, NOW)
+            tx.key_rows.insert_data_key(data_key, NOW)
+            tx.key_rows.insert_data_key(
+                DataKeyMaterial("dek-2", "k-1", "email", "sk-gone", b"\x02"), NOW
+            )
+        with store.read() as tx:
+            assert tx.key_rows.data_key("dek-1") == data_key
+            assert tx.key_rows.subject_key_by_id("sk-1") == subject_key
+        assert hot.data_key("dek-1") == (data_key, subject_key)
+        assert hot.data_key("dek-2") == (
+            DataKeyMaterial("dek-2", "k-1", "email", "sk-gone", b"\x02"),
+            None,
+        )
+        assert hot.data_key("no-such-dek") is None
+    finally:
+        hot.dispose()
+    separate = HotReads(store.data_url)  # the key tables live in another database
+    try:
+        with pytest.raises(RuntimeError):
+            separate.data_key("dek-1")
+    finally:
+        separate.dispose()
 
 
 def test_hot_read_reconnects_after_its_connection_dies(store: Store, hot: HotReads) -> None:

@@ -317,7 +317,7 @@ def build_app(
     with contextlib.suppress(Unavailable):  # sealed: the first append after unsealing does it
         audit.open_chain()  # an unkeyed chain from before schema 0006 is re-chained now
     # Every RPC thread may be in a hot read at once: the pool is sized for all of them.
-    hot_reads = HotReads(store.data_url, threads=settings.threads)
+    hot_reads = HotReads(store.data_url, threads=settings.threads, holds_keys=not store.split)
     vault = Vault(
         store,
         keys,

@@ -35,7 +35,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.fields.base import Facts, FieldType, FieldValue
-from vault.keys.hierarchy import KeyHierarchy
+from vault.keys.hierarchy import DataKeyMaterial, KeyHierarchy, SubjectKeyMaterial
 from vault.policy import Action, Policy, View
 
 Clock = Callable[[], datetime]
@@ -183,9 +183,33 @@ class FieldAccess:
         material = tx.key_rows.data_key(stored.dek_id)
         if material is None:
             raise DataKeyGoneError
+        return self._open_data_key(
+            stored, material, tx.key_rows.subject_key_by_id(material.subject_key_id)
+        )
+
+    def _cold_cipher(self, stored: StoredField) -> FieldCipher:
+        """The data key of a row read on the hot path, which its key cache did not hold.
+
+        Where the key tables are in the data's database, one statement reads
+        the data key with its subject key; otherwise a unit of work on the key
+        store reads them.
+        """
+        if not self._hot.holds_keys:
+            with self._store.read() as tx:
+                return self._cipher(tx, stored)
+        found = self._hot.data_key(stored.dek_id)
+        if found is None:
+            raise DataKeyGoneError
+        return self._open_data_key(stored, *found)
+
+    def _open_data_key(
+        self,
+        stored: StoredField,
+        material: DataKeyMaterial,
+        subject_key: SubjectKeyMaterial | None,
+    ) -> FieldCipher:
         if material.subject_id != stored.subject_id or material.field != stored.field:
             raise DataLoss("the field's data key belongs to another field")
-        subject_key = tx.key_rows.subject_key_by_id(material.subject_key_id)
         if subject_key is None:
             raise DataLoss("the subject key is missing")
         return self._keys.open_data_key(material, subject_key)

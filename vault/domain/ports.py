@@ -409,6 +409,12 @@ class Store(Protocol):
 class FieldReader(Protocol):
     """The masked-read hot path: one field row, read outside any unit of work."""
 
+    holds_keys: bool
+    """Whether ``data_key`` works: the key tables are in the same database."""
+
+    def data_key(self, dek_id: str) -> tuple[DataKeyMaterial, SubjectKeyMaterial | None] | None:
+        """The cold path: a data key and its subject key (None if gone) in one read."""
+
     def get_field(self, subject_id: str, field: str) -> StoredField | None: ...
 
     def get_fields(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredField]:

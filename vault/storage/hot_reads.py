@@ -34,21 +34,29 @@ from sqlalchemy.exc import DBAPIError
 
 from vault.domain.records import StoredField
 from vault.errors import Unavailable
+from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.storage.database import database_failure, make_engine
 from vault.storage.fields import GET_FIELD, LIVE_FIELDS, checked_field, field_key
+from vault.storage.keys import DATA_KEY_WITH_SUBJECT_KEY, key_pair
 
 
 class HotReads:
     """Single-row field reads on leased DBAPI connections from a pool of their own."""
 
-    def __init__(self, url: str, *, threads: int = 32) -> None:
-        """``threads``: how many RPC threads may read at once (the server's thread pool)."""
+    def __init__(self, url: str, *, threads: int = 32, holds_keys: bool = False) -> None:
+        """``threads``: how many RPC threads may read at once (the server's thread pool).
+
+        ``holds_keys``: the key tables are in this database too (no separate
+        key store), so the cold path can read a data key and its subject key here.
+        """
+        self.holds_keys = holds_keys
         # max_overflow=-1: never wait on the pool (see the module docstring).
         self._engine: Engine = make_engine(url, pool_size=threads, max_overflow=-1)
         self._dialect = self._engine.dialect
         self._sqlite = self._dialect.name == "sqlite"
         self._driver_error: type[Exception] = self._dialect.loaded_dbapi.Error
         self._get_field = self._compile(GET_FIELD)
+        self._key_pair = self._compile(DATA_KEY_WITH_SUBJECT_KEY)
         # BatchGetFields: one statement per batch size, compiled on first use.
         self._get_fields: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
         # list.pop() and list.append() are atomic: the free list needs no lock.
@@ -92,6 +100,13 @@ class HotReads:
     def get_field(self, subject_id: str, field: str) -> StoredField | None:
         rows = self._run(self._get_field, {"subject_id": subject_id, "field": field})
         return checked_field(rows[0], field) if rows else None
+
+    def data_key(self, dek_id: str) -> tuple[DataKeyMaterial, SubjectKeyMaterial | None] | None:
+        """A data key and its subject key in one statement (only when ``holds_keys``)."""
+        if not self.holds_keys:
+            raise RuntimeError("the key tables are in another database")
+        rows = self._run(self._key_pair, {"dek_id": dek_id})
+        return key_pair(rows[0]) if rows else None
 
     def get_fields(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredField]:
         """The live rows of ``keys`` (subject id, field) in one statement; missing ones absent."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 
+from vault.errors import DataLoss
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.keys.provider import WrappedKey
 from vault.storage.models import DataKeyRow, SubjectKeyRow
 from vault.storage.rows import record_mapper
 
 _subject_keys = cast(Table, SubjectKeyRow.__table__)
+_BINARY = (bytes, bytearray, memoryview)
 _data_keys = cast(Table, DataKeyRow.__table__)
 
 
@@ -34,6 +36,52 @@ _SUBJECT_KEY_BY_ID = select(_subject_keys).where(_subject_keys.c.key_id == bindp
 _SUBJECT_KEY_OF = select(_subject_keys).where(
     _subject_keys.c.subject_id == bindparam("b_subject_id")
 )
+# The cold read path in one statement: a data key with its subject key (None if gone).
+DATA_KEY_WITH_SUBJECT_KEY = (
+    select(
+        _data_keys.c.dek_id,
+        _data_keys.c.subject_id,
+        _data_keys.c.field,
+        _data_keys.c.subject_key_id,
+        _data_keys.c.wrapped,
+        _subject_keys.c.key_id,
+        _subject_keys.c.subject_id,
+        _subject_keys.c.kek_id,
+        _subject_keys.c.kek_version,
+        _subject_keys.c.wrapped,
+    )
+    .select_from(
+        _data_keys.outerjoin(_subject_keys, _subject_keys.c.key_id == _data_keys.c.subject_key_id)
+    )
+    .where(_data_keys.c.dek_id == bindparam("dek_id"))
+)
+
+
+def key_pair(row: Any) -> tuple[DataKeyMaterial, SubjectKeyMaterial | None]:
+    """A row of ``DATA_KEY_WITH_SUBJECT_KEY``; ``DataLoss`` if it lacks the schema's shape."""
+    dek_id, subject_id, field, subject_key_id, wrapped, key_id, owner, kek_id, version, sealed = row
+    if not (
+        isinstance(dek_id, str)
+        and isinstance(subject_id, str)
+        and isinstance(field, str)
+        and isinstance(subject_key_id, str)
+        and isinstance(wrapped, _BINARY)
+    ):
+        raise DataLoss("a stored data key row is malformed")
+    data_key = DataKeyMaterial(dek_id, subject_id, field, subject_key_id, bytes(wrapped))
+    if key_id is None:
+        return data_key, None
+    if not (
+        isinstance(key_id, str)
+        and isinstance(owner, str)
+        and isinstance(kek_id, str)
+        and type(version) is int
+        and isinstance(sealed, _BINARY)
+    ):
+        raise DataLoss("a stored subject key row is malformed")
+    return data_key, SubjectKeyMaterial(key_id, owner, WrappedKey(kek_id, version, bytes(sealed)))
+
+
 _INSERT_SUBJECT_KEY = insert(_subject_keys)
 _INSERT_DATA_KEY = insert(_data_keys)
 _DELETE_DATA_KEY = delete(_data_keys).where(_data_keys.c.dek_id == bindparam("b_dek_id"))
