@@ -16,6 +16,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -31,6 +33,8 @@ from pii_vault_client import (
     NotFound,
     PermissionDenied,
     PolicyDenied,
+    RateLimited,
+    ResourceExhausted,
     RetryPolicy,
     SubjectShredded,
     Unavailable,
@@ -441,3 +445,32 @@ def test_every_method_of_both_clients_reaches_its_rpc(
             ]
 
     assert asyncio.run(async_calls()) == ["e***@example.org"] * 2 + ["True", "True"]
+
+
+# -- a rate limit ------------------------------------------------------------------------------
+TIGHT_SEARCH = """
+[limits.callers.registration]
+search_per_second = 0.01
+search_burst = 2
+"""
+
+
+def test_a_spent_budget_raises_rate_limited_with_the_delay_to_wait(
+    tmp_path: Path, start_vault_server: type[VaultServer]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    default = (resources.files("vault.policy") / "default_policy.toml").read_text("utf-8")
+    policy.write_text(default + TIGHT_SEARCH, encoding="utf-8")
+    server = start_vault_server(tmp_path / "vault", env={"PII_VAULT_POLICY": str(policy)})
+    try:
+        with client(server, "registration") as registration:
+            search = pb.FindSubjectsRequest(value=PHONE)
+            with pytest.raises(RateLimited) as limited:
+                for _ in range(5):
+                    registration.find_subjects(search)
+        error = limited.value
+        assert isinstance(error, ResourceExhausted)
+        assert error.reason == "SEARCH_RATE_LIMITED"
+        assert error.retry_after is not None and error.retry_after > 0
+    finally:
+        assert server.stop() == 0, server.output
