@@ -168,6 +168,37 @@ def test_repeated_masked_reads_are_one_access_record_with_their_count(store: Sto
         audit.close()
 
 
+def test_readers_over_the_push_back_limit_wait_for_the_flusher(store: Store) -> None:
+    """A reader that finds the buffer at its limit is held until the flusher made room;
+    it does not write the backlog itself (every reader doing so made a convoy of stalls)."""
+    audit = AuditLog(store, Clock(), chain_key=CHAIN_KEY, flush_interval=60, max_buffer=2)
+    writers: list[str] = []
+    audit.flush_observers.append(lambda n, s: writers.append(threading.current_thread().name))
+    try:
+        for index in range(25):  # the limit is 10 x 2: the 20th read waits for a flush
+            audit.record_later("registration", "get", subject_id=f"p-{index}", view="masked")
+        assert writers and set(writers) == {"audit-flush"}
+        assert audit.buffered() < 20
+        audit.flush()
+        assert [e.subject_id for e in audit.events()] == [f"p-{i}" for i in range(25)]
+    finally:
+        audit.close()
+
+
+def test_a_reader_over_the_limit_fails_when_the_backlog_cannot_be_written(store: Store) -> None:
+    audit = AuditLog(store, Clock(), chain_key=CHAIN_KEY, flush_interval=60, max_buffer=2)
+    try:
+        audit.open_chain()
+        sql(store, "DROP TABLE audit_events")
+        for index in range(19):  # under the limit: buffered, whatever the flusher meets
+            audit.record_later("registration", "get", subject_id=f"q-{index}", view="masked")
+        with pytest.raises(Unavailable):
+            audit.record_later("registration", "get", subject_id="q-19", view="masked")
+        assert audit.buffered() == 20  # kept for the next attempt, none lost
+    finally:
+        audit._stop.set()
+
+
 def test_the_buffer_is_written_when_the_log_closes(store: Store) -> None:
     audit = AuditLog(store, Clock(), chain_key=CHAIN_KEY, flush_interval=60)
     audit.record_later("registration", "get", subject_id="late", view="masked")

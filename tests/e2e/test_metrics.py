@@ -99,7 +99,9 @@ def test_metrics_count_calls_audit_events_and_unwraps_and_carry_no_personal_data
     assert sample(text, "vault_key_provider_calls_total", operation="wrap", outcome="ok") >= 3
     assert sample(text, "vault_sealed") == 0
     assert "vault_audit_buffered_events" in text and "vault_key_cache_entries" in text
-    assert sample(text, "vault_audit_flushed_events_total") >= 12  # the masked reads
+    # The 12 masked reads are 3 kinds of access (one per subject): aggregated access
+    # records, at least one chained event each (more if a flush fell between them).
+    assert sample(text, "vault_audit_flushed_events_total") >= 3
     assert sample(text, "vault_audit_flush_seconds_count") >= 1
     assert 'vault_key_cache_misses_total{cache="data"}' in text
     # Nothing of a person: no subject id, no digits of the number, no token.

@@ -70,6 +70,20 @@ class Rechained:
     events: int
     unkeyed_check: ChainCheck
 
+    @property
+    def detail(self) -> str:
+        """The ``audit-rekey`` event's detail: what was re-chained, and what the check found."""
+        found = self.unkeyed_check
+        return (
+            f"re-chained {self.events} events of the unkeyed SHA-256 chain under "
+            "HMAC-SHA256 with the key provider's audit key; the unkeyed chain "
+            + (
+                "verified"
+                if found.ok
+                else f"was BROKEN at position {found.first_bad_position}: {found.problem}"
+            )
+        )
+
 
 class UnkeyedChainError(Exception):
     """The chain head says the chain is unkeyed: it must be re-chained under the key first."""

@@ -27,7 +27,6 @@ receipt and DSAR export signs the head at its signing time as
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
@@ -39,11 +38,13 @@ from typing import Any, TextIO
 from vault.audit import chain
 from vault.audit.chain_key import ChainKeySource
 from vault.audit.records import (
+    Access,
     AuditAction,
     AuditAnchor,
     AuditOutcome,
     AuditRecord,
     ChainedEvent,
+    access_record,
 )
 from vault.audit.sink import sink_lines
 from vault.crypto.hash_chain import check_chain_key
@@ -51,19 +52,6 @@ from vault.domain.ports import Store, retry_on_write_conflict
 from vault.errors import DataLoss, Unavailable
 
 log = logging.getLogger("vault.audit")
-
-
-_Access = tuple[str, str, str, str, str, str, str, str, str]
-"""caller, action, subject_id, field, view, purpose, outcome, status_code, detail"""
-
-
-def _access_record(access: _Access, first: datetime, count: int) -> AuditRecord:
-    """One record of ``count`` equal accesses (``count=N`` leads its detail when N > 1)."""
-    caller, action, subject_id, field, view, purpose, outcome, status_code, detail = access
-    if count > 1:
-        detail = f"count={count}: {detail}" if detail else f"count={count}"
-    record = AuditRecord(first, caller, action, subject_id, field, view, purpose, outcome)
-    return dataclasses.replace(record, status_code=status_code, detail=detail)
 
 
 REKEY_ACTION = AuditAction.AUDIT_REKEY
@@ -94,7 +82,7 @@ class AuditLog:
         # Routine events waiting for the flusher, one entry per kind of access:
         # (caller, action, subject, field, view, purpose, outcome, status, detail)
         # -> [time of the first, how many]. A flush that failed keeps its records.
-        self._buffer: dict[_Access, list[Any]] = {}
+        self._buffer: dict[Access, list[Any]] = {}
         self._unwritten: list[AuditRecord] = []
         self._buffer_lock = threading.Lock()
         # Held from taking a batch until it is committed, so that a flush() that
@@ -105,6 +93,9 @@ class AuditLog:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Readers over the push-back limit wait on this for the flusher to make room.
+        self._room = threading.Condition(self._buffer_lock)
+        self._flush_failed = False
         # Counted events waiting for the next flush: (caller, action, outcome, status, detail).
         self._counts: dict[tuple[str, str, str, str, str], int] = {}
         # The events of the request being served on this thread (or task), if it is scoped.
@@ -249,7 +240,29 @@ class AuditLog:
         if pending >= self._max_buffer:
             self._wake.set()  # the flusher writes it off the request thread
         if pending >= 10 * self._max_buffer:
-            self.flush()  # the flusher cannot keep up: push back on readers
+            self._wait_for_room()  # the flusher cannot keep up: push back on readers
+
+    def _wait_for_room(self, patience: float = 5.0) -> None:
+        """Hold a reader until the flusher has brought the buffer under the limit.
+
+        Readers wait for the flusher rather than each writing the backlog (a
+        convoy of multi-second stalls). If the flusher fails or takes longer
+        than ``patience`` seconds, the reader writes the buffer itself, which
+        raises ``Unavailable`` when the audit log cannot be written.
+        """
+        limit = 10 * self._max_buffer
+        deadline = time.monotonic() + patience
+        with self._room:
+            while len(self._buffer) + len(self._unwritten) >= limit and not self._flush_failed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.set()
+                self._room.wait(left)
+            else:
+                if not self._flush_failed:
+                    return
+        self.flush()
 
     def flush(self) -> None:
         """Write what is buffered; on return, every event buffered before the call is stored."""
@@ -258,7 +271,7 @@ class AuditLog:
                 batch, self._unwritten = self._unwritten, []
                 buffered, self._buffer = self._buffer, {}
                 counts, self._counts = self._counts, {}
-            batch += [_access_record(key, time, n) for key, (time, n) in buffered.items()]
+            batch += [access_record(key, time, n) for key, (time, n) in buffered.items()]
             batch += [
                 self._event(caller, action, "", "", "", "", outcome, status, f"count={n}: {what}")
                 for (caller, action, outcome, status, what), n in counts.items()
@@ -272,9 +285,14 @@ class AuditLog:
                     observe_flush(len(batch), time.perf_counter() - started)
             except Unavailable:
                 # Keep the events for the next attempt rather than lose them.
-                with self._buffer_lock:
+                with self._room:
                     self._unwritten[:0] = batch
+                    self._flush_failed = True
+                    self._room.notify_all()
                 raise
+            with self._room:
+                self._flush_failed = False
+                self._room.notify_all()
 
     def _flush_loop(self) -> None:
         while not self._stop.is_set():
@@ -330,17 +348,8 @@ class AuditLog:
                 if rechained is None:
                     return
                 found = rechained.unkeyed_check
-                detail = (
-                    f"re-chained {rechained.events} events of the unkeyed SHA-256 chain under "
-                    "HMAC-SHA256 with the key provider's audit key; the unkeyed chain "
-                    + (
-                        "verified"
-                        if found.ok
-                        else f"was BROKEN at position {found.first_bad_position}: {found.problem}"
-                    )
-                )
                 event = self._event(
-                    "vault", REKEY_ACTION, "", "", "", "", AuditOutcome.OK, "OK", detail
+                    "vault", REKEY_ACTION, "", "", "", "", AuditOutcome.OK, "OK", rechained.detail
                 )
                 chained = chain.append(tx.audit, key, event)
         except Exception:

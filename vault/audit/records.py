@@ -7,6 +7,7 @@ them; no layer's library leaks through them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -91,3 +92,16 @@ class AuditOutcome(StrEnum):
     SUPPRESSED = "suppressed"
     ALARM = "alarm"
     CANARY = "canary"
+
+
+Access = tuple[str, str, str, str, str, str, str, str, str]
+"""One kind of access: caller, action, subject_id, field, view, purpose, outcome, status, detail."""
+
+
+def access_record(access: Access, first: datetime, count: int) -> AuditRecord:
+    """One record of ``count`` equal accesses (``count=N`` leads its detail when N > 1)."""
+    caller, action, subject_id, field, view, purpose, outcome, status_code, detail = access
+    if count > 1:
+        detail = f"count={count}: {detail}" if detail else f"count={count}"
+    record = AuditRecord(first, caller, action, subject_id, field, view, purpose, outcome)
+    return dataclasses.replace(record, status_code=status_code, detail=detail)
