@@ -335,6 +335,7 @@ def test_keepalive_and_round_robin_reach_the_channel_arguments() -> None:
     assert options["grpc.keepalive_timeout_ms"] == 5_000
     assert options["grpc.enable_retries"] == 0
     assert '"round_robin"' in options["grpc.service_config"]
+    assert '"healthCheckConfig": {"serviceName": ""}' in options["grpc.service_config"]
     # Extra channel arguments win over the client's own.
     mine = dict(
         channel_options(

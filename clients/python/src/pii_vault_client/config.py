@@ -144,10 +144,14 @@ DEFAULT_KEEPALIVE = Keepalive()
 
 
 def service_config(retry: RetryPolicy | None, *, round_robin: bool = False) -> str:
-    """The channel's service config: the retry policy on every ``READ`` method, LB policy."""
+    """The channel's service config: the retry policy on every ``READ`` method; with
+    ``round_robin``, that policy and client-side health checking."""
     config: dict[str, Any] = {}
     if round_robin:
         config["loadBalancingConfig"] = [{"round_robin": {}}]
+        # Client-side health checking (Health/Watch): a replica that says NOT_SERVING
+        # (sealed, or draining after SIGTERM) leaves the rotation.
+        config["healthCheckConfig"] = {"serviceName": ""}
     if retry is not None:
         reads = [
             {"service": f"{SERVICE_PACKAGE}.{m.service}", "method": m.name}
