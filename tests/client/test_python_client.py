@@ -324,6 +324,30 @@ def test_the_async_client_retries_a_read_too(
     assert asyncio.run(read()) == "+372 **** **67"
 
 
+def test_the_async_client_retries_a_keyed_put_and_reports_each_retry(
+    sqlite_server: VaultServer, closed_proxy: TcpProxy, subject_id: str
+) -> None:
+    retries: list[tuple[str, str, int]] = []
+
+    async def keyed_put() -> str:
+        async with AsyncVaultClient.for_caller(
+            sqlite_server.data_dir,
+            "registration",
+            f"localhost:{closed_proxy.port}",
+            options=FAST_RECONNECT,
+            retry=PATIENT,
+            on_retry=lambda method, error, attempt, _pause: retries.append(
+                (method, error.code.name, attempt)
+            ),
+        ) as patient:
+            open_after(closed_proxy, 0.3)
+            request = put(subject_id, key=f"aio-{subject_id}")
+            return (await patient.put_field(request)).view.masked
+
+    assert asyncio.run(keyed_put()) == "+372 **** **67"
+    assert retries and retries[0] == ("PutField", "UNAVAILABLE", 1)
+
+
 # -- channel settings --------------------------------------------------------------------------
 def test_keepalive_and_round_robin_reach_the_channel_arguments() -> None:
     options = dict(
