@@ -31,4 +31,3 @@ class StaticChainKey:
 
     def close_unkeyed_audit_chain(self) -> None:
         return None
-

@@ -7,7 +7,6 @@ them; no layer's library leaks through them.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -103,5 +102,6 @@ def access_record(access: Access, first: datetime, count: int) -> AuditRecord:
     caller, action, subject_id, field, view, purpose, outcome, status_code, detail = access
     if count > 1:
         detail = f"count={count}: {detail}" if detail else f"count={count}"
-    record = AuditRecord(first, caller, action, subject_id, field, view, purpose, outcome)
-    return dataclasses.replace(record, status_code=status_code, detail=detail)
+    return AuditRecord(
+        first, caller, action, subject_id, field, view, purpose, outcome, status_code, detail
+    )

@@ -43,7 +43,7 @@ class SubjectExport(FieldAccess):
                     caller,
                     Action.EXPORT,
                     stored,
-                    missing=NotFound(SUBJECT_HAS_NO_FIELDS),
+                    missing=lambda: NotFound(SUBJECT_HAS_NO_FIELDS),
                     sent_field=None,
                     purpose=purpose,
                 )

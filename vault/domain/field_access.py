@@ -122,7 +122,7 @@ class FieldAccess:
         action: Action,
         stored: StoredField,
         *,
-        missing: VaultError,
+        missing: Callable[[], VaultError],
         sent_field: str | None,
         view: View | None = None,
         purpose: str = "",
@@ -131,7 +131,7 @@ class FieldAccess:
         """The check against a stored field's type, which the request did not state.
 
         A caller with no grant that could read the field (in any view, for any
-        purpose) is answered ``missing`` -- exactly what it gets when there is
+        purpose) is answered ``missing()`` -- exactly what it gets when there is
         no such field -- so a denial never tells it what exists.
         """
         policy = self._policy()
@@ -158,7 +158,7 @@ class FieldAccess:
             sent_field=sent_field,
             view=view,
             purpose=purpose,
-            hidden=missing if hidden else None,
+            hidden=missing() if hidden else None,
             limiter=self.limiter,
         )
 

@@ -330,7 +330,11 @@ class FieldWrites(FieldAccess):
         field_type = found.field_type
         # Asked outside the write transaction: a denial is audited in a write of its own.
         self._require_stored(
-            caller, Action.DELETE, found, missing=NotFound(FIELD_NOT_FOUND), sent_field=field
+            caller,
+            Action.DELETE,
+            found,
+            missing=lambda: NotFound(FIELD_NOT_FOUND),
+            sent_field=field,
         )
         with self._store.read() as tx:
             subject = tx.subjects.subject_record(subject_id)

@@ -172,39 +172,44 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 
 def view_to_proto(view: FieldView) -> pb.FieldView:
-    message = pb.FieldView(
-        subject_id=view.subject_id,
-        field=view.field,
-        type=FIELD_TYPES[view.type],  # type: ignore[arg-type]
-        masked=view.masked,
-        token=view.token,
-        version=view.version,
-        updated_at=timestamp(view.updated_at),
-    )
-    facts = view.facts
-    if facts.card_brand:
-        message.card.CopyFrom(
-            pb.CardFacts(
-                brand=facts.card_brand,
-                last4=facts.card_last4,
-                exp_month=facts.card_exp_month,
-                exp_year=facts.card_exp_year,
-            )
-        )
-    if facts.country:
-        message.address.CopyFrom(
-            pb.AddressFacts(region_code=facts.country, locality=facts.locality)
-        )
-    if facts.phone_country_code:
-        message.phone.CopyFrom(pb.PhoneFacts(country_code=facts.phone_country_code))
+    message = pb.FieldView()
+    fill_view(message, view)
     return message
 
 
+def fill_view(message: pb.FieldView, view: FieldView) -> None:
+    """Set ``view`` into ``message`` in place (a batch fills its results without copies)."""
+    message.subject_id = view.subject_id
+    message.field = view.field
+    message.type = FIELD_TYPES[view.type]  # type: ignore[assignment]
+    message.masked = view.masked
+    message.token = view.token
+    message.version = view.version
+    message.updated_at.FromDatetime(view.updated_at)
+    facts = view.facts
+    if facts.card_brand:
+        card = message.card
+        card.brand = facts.card_brand
+        card.last4 = facts.card_last4
+        card.exp_month = facts.card_exp_month
+        card.exp_year = facts.card_exp_year
+    if facts.country:
+        message.address.region_code = facts.country
+        message.address.locality = facts.locality
+    if facts.phone_country_code:
+        message.phone.country_code = facts.phone_country_code
+
+
 def read_to_get_response(read: FieldRead) -> pb.GetFieldResponse:
-    response = pb.GetFieldResponse(view=view_to_proto(read.view))
+    response = pb.GetFieldResponse()
+    fill_get_response(response, read)
+    return response
+
+
+def fill_get_response(response: pb.GetFieldResponse, read: FieldRead) -> None:
+    fill_view(response.view, read.view)
     if read.value is not None:
         response.value.CopyFrom(value_to_proto(read.value))
-    return response
 
 
 def receipt_to_proto(receipt: ShredReceipt) -> pb.ShredReceipt:

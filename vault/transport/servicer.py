@@ -221,7 +221,7 @@ class VaultServicer(pb_grpc.VaultServiceServicer):
             if isinstance(outcome, VaultError):
                 result.error.CopyFrom(status_proto(outcome))
             else:
-                result.field.CopyFrom(convert.read_to_get_response(outcome))
+                convert.fill_get_response(result.field, outcome)
         return response
 
     @rpc
