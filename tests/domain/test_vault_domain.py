@@ -514,6 +514,33 @@ def test_the_cold_path_refuses_a_data_key_that_is_not_the_fields(
         vault.close()
 
 
+def test_a_warm_view_is_reused_only_for_the_very_ciphertext_it_came_from(h: Harness) -> None:
+    """Masked reads reuse the decoded view kept with the cached data key; a view
+    ciphertext changed in the database (by a byte) is opened again, and fails."""
+    h.vault.put_field("registration", "s-1", "phone", PHONE)
+    first = h.vault.get_field("registration", "s-1", "phone", view="token")
+    row = stored(h, "s-1", "phone")
+    assert row is not None
+    cipher = h.keys.cached_cipher(row.dek_id)
+    assert cipher is not None and cipher.view_memo is not None
+    assert cipher.view_memo[0] == row.view_ct
+    memo = cipher.view_memo
+    again = h.vault.get_field("registration", "s-1", "phone", view="token")
+    masked = h.vault.get_field("registration", "s-1", "phone")
+    assert again == first and masked.view.token == "" and masked.view.masked == first.view.masked
+    assert cipher.view_memo is memo  # both answered from the memo, nothing opened again
+    tampered = bytearray(row.view_ct)
+    tampered[-1] ^= 1
+    with h.store.write() as tx:
+        tx.data.execute(
+            text("UPDATE fields SET view_ct = :ct WHERE subject_id = 's-1'"),
+            {"ct": bytes(tampered)},
+        )
+    with pytest.raises(DataLoss, match="view failed authentication"):
+        h.vault.get_field("registration", "s-1", "phone")
+    assert cipher.view_memo is memo  # a view that fails authentication is never kept
+
+
 # -- blind index ------------------------------------------------------------------------
 def test_find_subjects_matches_differently_written_numbers(h: Harness) -> None:
     h.vault.put_field("registration", "s-1", "phone", PhoneNumber("+372 5123 4567"))

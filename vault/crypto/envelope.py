@@ -107,7 +107,16 @@ class FieldCipher:
     cache lookup and one ``AESGCM.decrypt``.
     """
 
-    __slots__ = ("_aad_value", "_aad_view", "_aead", "_fingerprint_key", "_key", "_rng", "owner")
+    __slots__ = (
+        "_aad_value",
+        "_aad_view",
+        "_aead",
+        "_fingerprint_key",
+        "_key",
+        "_rng",
+        "owner",
+        "view_memo",
+    )
 
     def __init__(
         self,
@@ -130,6 +139,15 @@ class FieldCipher:
         self._rng = rng
         self.owner = (subject_id, field)
         """The (subject, field) this key belongs to; checked against the row read."""
+        self.view_memo: tuple[bytes, object] | None = None
+        """The last view ciphertext opened under this key and what the caller made of it.
+
+        The caller may keep the decoded view here and reuse it while the row's
+        view ciphertext is byte for byte the one it came from (any other
+        ciphertext, a tampered one included, is opened and authenticated). It
+        lives and dies with this key: a key dropped from the cache (shred,
+        overwrite, delete, eviction) takes its memo with it.
+        """
 
     def fingerprint(self, caller: str, field_type: str, canonical: bytes) -> bytes:
         """A keyed fingerprint of a write's content, to recognise its replay.

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from vault import fields
 from vault.audit.log import AuditLog
@@ -216,19 +217,26 @@ class FieldAccess:
 
     @staticmethod
     def _view(stored: StoredField, cipher: FieldCipher, *, with_token: bool) -> FieldView:
-        try:
-            document = json.loads(cipher.open_view(stored.view_ct))
-        except InvalidCiphertextError:
-            raise DataLoss("a stored view failed authentication") from None
+        memo = cipher.view_memo
+        if memo is not None and memo[0] == stored.view_ct:
+            masked, token, facts = cast(tuple[str, str, Facts], memo[1])
+        else:
+            try:
+                document = json.loads(cipher.open_view(stored.view_ct))
+            except InvalidCiphertextError:
+                raise DataLoss("a stored view failed authentication") from None
+            masked, token, facts = document["m"], document["t"], Facts(**document["f"])
+            # Reused while the row holds this very ciphertext (see FieldCipher.view_memo).
+            cipher.view_memo = (stored.view_ct, (masked, token, facts))
         return FieldView(
             stored.subject_id,
             stored.field,
             FieldType(stored.field_type),
-            document["m"],
-            document["t"] if with_token else "",
+            masked,
+            token if with_token else "",
             stored.version,
             stored.updated_at,
-            Facts(**document["f"]),
+            facts,
         )
 
     @staticmethod
