@@ -9,7 +9,9 @@ none.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
+from typing import TextIO
 
 from vault.audit.records import ChainedEvent
 
@@ -37,3 +39,11 @@ def sink_lines(chained: Iterable[ChainedEvent]) -> str:
         + "\n"
         for c in chained
     )
+
+
+def write_lines(sink: TextIO, lock: threading.Lock, chained: Iterable[ChainedEvent]) -> None:
+    """Append ``chained`` to ``sink`` as whole lines, flushed, one writer at a time."""
+    lines = sink_lines(chained)
+    with lock:
+        sink.write(lines)
+        sink.flush()
