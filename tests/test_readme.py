@@ -61,8 +61,6 @@ from vault_server import clean_env
 
 from vault.cli.parser import build_parser
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
@@ -388,6 +386,8 @@ def tool_missing(script: str, cwd: Path, env: dict[str, str]) -> str | None:
     return None
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS, ids=[step.id for step in STEPS])
 def test_readme_step(step: Step, request: pytest.FixtureRequest) -> None:
     if step.skip:
