@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, Row, Table, bindparam, insert, select, update
@@ -38,21 +39,11 @@ _SET_HEAD = (
 _SET_HEAD_AND_SCHEME = _SET_HEAD.values(scheme=bindparam("b_scheme"))
 
 _record = record_mapper(AuditRecord)
-_EVENT_COLUMNS = (
-    "sequence",
-    "time",
-    "caller",
-    "action",
-    "subject_id",
-    "field",
-    "view",
-    "purpose",
-    "outcome",
-    "status_code",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+# The table's columns in order: the position, the record's own fields, the hashes.
+_EVENT_COLUMNS = tuple(column.name for column in _audit.columns)
+if _EVENT_COLUMNS[0] != "sequence" or _EVENT_COLUMNS[-2:] != ("prev_hash", "hash"):
+    raise AssertionError(f"audit_events columns are {_EVENT_COLUMNS}")
+_record_values = attrgetter(*_EVENT_COLUMNS[1:-2])  # the record's fields, in column order
 _Insert = tuple[str, tuple[str, ...] | None, list[tuple[int, Callable[[Any], Any]]]]
 _COMPILED_INSERTS: dict[str, _Insert] = {}
 
@@ -119,22 +110,7 @@ class AuditEventRows:
         sql, names, processors = _compiled_insert(self._conn.dialect)
         rows: list[Any] = []
         for e in events:
-            r = e.record
-            row: list[Any] = [
-                e.sequence,
-                r.time,
-                r.caller,
-                r.action,
-                r.subject_id,
-                r.field,
-                r.view,
-                r.purpose,
-                r.outcome,
-                r.status_code,
-                r.detail,
-                e.prev_hash,
-                e.hash,
-            ]
+            row: list[Any] = [e.sequence, *_record_values(e.record), e.prev_hash, e.hash]
             for at, process in processors:
                 row[at] = process(row[at])
             rows.append(tuple(row) if names is None else dict(zip(names, row, strict=True)))
