@@ -380,10 +380,14 @@ def test_batch_get_answers_each_item_in_order(vault_server: VaultServer, subject
     assert results[0].field.view.token == ""
     assert results[1].error.code == code_pb2.NOT_FOUND
     assert results[2].error.code == code_pb2.INVALID_ARGUMENT
-    bad_request = error_details_pb2.BadRequest()
-    assert len(results[2].error.details) == 1
+    bad_request, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
+    assert len(results[2].error.details) == 2  # which field, and the reason
     assert results[2].error.details[0].Unpack(bad_request)
     assert [v.field for v in bad_request.field_violations] == ["items[2].subject_id"]
+    assert results[2].error.details[1].Unpack(info)
+    assert (info.domain, info.reason) == ("pii-vault", "INVALID_ARGUMENT")
+    assert results[1].error.details[0].Unpack(info)  # every per-item error carries its reason
+    assert (info.domain, info.reason) == ("pii-vault", "NOT_FOUND")
     assert "not a subject id" not in results[2].error.message
     assert results[3].field.view.masked == "j***@example.com"
     assert results[3].field.view.token.startswith("tok_")
