@@ -111,6 +111,25 @@ def test_batch_read_of_a_hundred_rows_matches_single_reads(store: Store, hot: Ho
     assert all(found[key] == hot.get_field(*key) for key in keys)
 
 
+def test_token_and_search_reads_equal_the_repository_reads(store: Store, hot: HotReads) -> None:
+    written = write_field(store, "t-1", "phone")
+    write_field(store, "t-2", "phone")
+    with store.write() as tx:
+        tx.index.put_index("t-1", "phone", "phone", b"same-digest")
+        tx.index.put_index("t-2", "phone", "phone", b"same-digest")
+    digest = b"digest-t-1-phone"
+    with store.read() as tx:
+        assert tx.fields.field_by_token(digest) == written
+        assert tx.index.find_subjects("phone", b"same-digest") == ["t-1", "t-2"]
+    assert hot.field_by_token(digest) == written
+    assert hot.field_by_token(b"no-such-digest") is None
+    assert hot.find_subjects("phone", b"same-digest") == ["t-1", "t-2"]
+    assert hot.find_subjects("email", b"same-digest") == []
+    with store.write() as tx:  # a shredded subject's token answers nothing
+        tx.data.execute(text("UPDATE subjects SET state = 'shredded' WHERE subject_id = 't-1'"))
+    assert hot.field_by_token(digest) is None
+
+
 def test_a_data_key_is_read_with_its_subject_key_in_one_statement(store: Store) -> None:
     hot = HotReads(store.data_url, holds_keys=True)
     try:

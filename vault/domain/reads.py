@@ -219,21 +219,23 @@ class FieldReads(FieldAccess):
         # nothing of the token; one that may not detokenize its field's type is
         # answered exactly as for an unknown token.
         self._require(caller, Action.DETOKENIZE, purpose=purpose)
-        with self._store.read() as tx:
-            stored = tx.fields.field_by_token(token_digest(token))
-            if stored is None:
-                raise NotFound(NO_FIELD_HOLDS_TOKEN)
-            self._require_stored(
-                caller,
-                Action.DETOKENIZE,
-                stored,
-                missing=lambda: NotFound(NO_FIELD_HOLDS_TOKEN),
-                sent_field=None,
-                purpose=purpose,
-                always_hide=True,
-            )
+        # On the hot-read connections: no unit of work for one row and its key.
+        stored = self._hot.field_by_token(token_digest(token))
+        if stored is None:
+            raise NotFound(NO_FIELD_HOLDS_TOKEN)
+        self._require_stored(
+            caller,
+            Action.DETOKENIZE,
+            stored,
+            missing=lambda: NotFound(NO_FIELD_HOLDS_TOKEN),
+            sent_field=None,
+            purpose=purpose,
+            always_hide=True,
+        )
+        cipher = self._keys.cached_cipher(stored.dek_id)
+        if cipher is None or cipher.owner != (stored.subject_id, stored.field):
             try:
-                cipher = self._cipher(tx, stored)
+                cipher = self._cold_cipher(stored)
             except DataKeyGoneError:
                 raise NotFound(NO_FIELD_HOLDS_TOKEN) from None
         self.guards.check_canary(caller, AuditAction.DETOKENIZE, stored.subject_id, stored.field)
@@ -279,8 +281,7 @@ class FieldReads(FieldAccess):
             )
             raise
         digest = self._indexer.digest(normal.type, normal.index_input)
-        with self._store.read() as tx:
-            holders = tx.index.find_subjects(normal.type, digest)
+        holders = self._hot.find_subjects(normal.type, digest)
         found = bool(holders)
         self._audit.record_later(
             caller,

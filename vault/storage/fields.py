@@ -112,7 +112,7 @@ _LIST_FIELDS = LIVE_FIELDS.where(_fields.c.subject_id == bindparam("subject_id")
     _fields.c.field
 )
 
-_FIELD_BY_TOKEN = LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest"))
+FIELD_BY_TOKEN = LIVE_FIELDS.where(_fields.c.token_digest == bindparam("digest"))
 
 _INSERT_FIELD = insert(_fields)
 _THIS_FIELD = (
@@ -159,7 +159,7 @@ class FieldRows:
 
     def field_by_token(self, digest: bytes) -> StoredField | None:
         with _undecodable_is_data_loss(None):
-            row = self._conn.execute(_FIELD_BY_TOKEN, {"digest": digest}).first()
+            row = self._conn.execute(FIELD_BY_TOKEN, {"digest": digest}).first()
         return None if row is None else checked_field(row, None)
 
     def insert_field(

@@ -36,7 +36,14 @@ from vault.domain.records import StoredField
 from vault.errors import Unavailable
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
 from vault.storage.database import database_failure, make_engine
-from vault.storage.fields import GET_FIELD, LIVE_FIELDS, checked_field, field_key
+from vault.storage.fields import (
+    FIELD_BY_TOKEN,
+    GET_FIELD,
+    LIVE_FIELDS,
+    checked_field,
+    field_key,
+)
+from vault.storage.index import FIND_SUBJECTS
 from vault.storage.keys import DATA_KEY_WITH_SUBJECT_KEY, key_pair
 
 
@@ -57,6 +64,8 @@ class HotReads:
         self._driver_error: type[Exception] = self._dialect.loaded_dbapi.Error
         self._get_field = self._compile(GET_FIELD)
         self._key_pair = self._compile(DATA_KEY_WITH_SUBJECT_KEY)
+        self._by_token = self._compile(FIELD_BY_TOKEN)
+        self._find = self._compile(FIND_SUBJECTS)
         # BatchGetFields: one statement per batch size, compiled on first use.
         self._get_fields: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
         # list.pop() and list.append() are atomic: the free list needs no lock.
@@ -100,6 +109,17 @@ class HotReads:
     def get_field(self, subject_id: str, field: str) -> StoredField | None:
         rows = self._run(self._get_field, {"subject_id": subject_id, "field": field})
         return checked_field(rows[0], field) if rows else None
+
+    def field_by_token(self, digest: bytes) -> StoredField | None:
+        """The live row whose token has this digest (Detokenize), in one statement."""
+        rows = self._run(self._by_token, {"digest": digest})
+        return checked_field(rows[0], None) if rows else None
+
+    def find_subjects(self, field_type: str, digest: bytes) -> list[str]:
+        """The subjects whose ``field_type`` value has this blind-index digest (FindSubjects)."""
+        return [
+            row[0] for row in self._run(self._find, {"field_type": field_type, "digest": digest})
+        ]
 
     def data_key(self, dek_id: str) -> tuple[DataKeyMaterial, SubjectKeyMaterial | None] | None:
         """A data key and its subject key in one statement (only when ``holds_keys``)."""

@@ -29,6 +29,14 @@ def _upsert(dialect: type[sqlite.Insert] | type[postgresql.Insert]) -> Executabl
 
 _UPSERT_INDEX = {"sqlite": _upsert(sqlite.Insert), "postgresql": _upsert(postgresql.Insert)}
 
+# Who holds a value of a type: the search, also run on the hot-read connections.
+FIND_SUBJECTS = (
+    select(_index.c.subject_id)
+    .where(_index.c.field_type == bindparam("field_type"), _index.c.digest == bindparam("digest"))
+    .distinct()
+    .order_by(_index.c.subject_id)
+)
+
 
 class IndexRows:
     """The ``blind_index`` table."""
@@ -51,10 +59,5 @@ class IndexRows:
             )
 
     def find_subjects(self, field_type: str, digest: bytes) -> list[str]:
-        rows = self._conn.execute(
-            select(_index.c.subject_id)
-            .where(_index.c.field_type == field_type, _index.c.digest == digest)
-            .distinct()
-            .order_by(_index.c.subject_id)
-        )
+        rows = self._conn.execute(FIND_SUBJECTS, {"field_type": field_type, "digest": digest})
         return [row[0] for row in rows]
