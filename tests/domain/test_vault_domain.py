@@ -404,6 +404,33 @@ def test_batch_get_answers_each_item_as_a_single_get_would(h: Harness) -> None:
     ]
 
 
+def test_a_cold_batch_opens_its_keys_from_one_statement(h: Harness) -> None:
+    for n in range(12):
+        h.vault.put_field("registration", f"c-{n}", "phone", PhoneNumber(f"+372 5{n:03d} 4567"))
+    h.vault.put_field("checkout", "c-0", "card.primary", CARD)  # registration may not read it
+    first, second = stored(h, "c-1", "phone"), stored(h, "c-2", "phone")
+    assert first is not None and second is not None
+    with h.store.write() as tx:  # c-2's row names c-1's data key: that item alone fails
+        tx.data.execute(
+            text("UPDATE fields SET dek_id = :dek WHERE subject_id = 'c-2'"), {"dek": first.dek_id}
+        )
+    h.keys.data_keys.clear()
+    hot = h.vault._hot
+    single, many = hot.data_key, hot.data_keys
+    calls: list[str] = []
+    hot.data_key = lambda dek_id: calls.append("one") or single(dek_id)  # type: ignore[method-assign]
+    hot.data_keys = lambda ids: calls.append(f"{len(ids)}") or many(ids)  # type: ignore[method-assign]
+    items = [GetRequest(f"c-{n}", "phone") for n in range(12)] + [GetRequest("c-0", "card.primary")]
+    results = h.vault.batch_get("registration", items)
+    # The granted rows' keys in one read (c-1's once, though two rows name it); the
+    # key c-2 borrowed is refused on its own read, the card is not opened at all.
+    assert calls == ["11", "one"]
+    assert [type(r).__name__ for r in results] == (
+        ["FieldRead", "FieldRead", "DataLoss"] + ["FieldRead"] * 9 + ["NotFound"]
+    )
+    assert h.keys.cached_cipher(stored(h, "c-0", "card.primary").dek_id) is None  # type: ignore[union-attr]
+
+
 # -- replacing a value ------------------------------------------------------------------
 def test_replacing_a_value_makes_a_new_key_and_destroys_the_old_one(h: Harness) -> None:
     first = h.vault.put_field("registration", "s-1", "phone", PHONE)

@@ -150,6 +150,11 @@ def test_a_data_key_is_read_with_its_subject_key_in_one_statement(store: Store) 
             None,
         )
         assert hot.data_key("no-such-dek") is None
+        assert hot.data_keys(["dek-2", "no-such-dek", "dek-1", "dek-1"]) == {
+            "dek-1": (data_key, subject_key),
+            "dek-2": hot.data_key("dek-2"),
+        }
+        assert hot.data_keys([]) == {}
     finally:
         hot.dispose()
     separate = HotReads(store.data_url)  # the key tables live in another database

@@ -415,6 +415,11 @@ class FieldReader(Protocol):
     def data_key(self, dek_id: str) -> tuple[DataKeyMaterial, SubjectKeyMaterial | None] | None:
         """The cold path: a data key and its subject key (None if gone) in one read."""
 
+    def data_keys(
+        self, dek_ids: Sequence[str]
+    ) -> dict[str, tuple[DataKeyMaterial, SubjectKeyMaterial | None]]:
+        """Many data keys with their subject keys in one read (a batch's cold keys)."""
+
     def get_field(self, subject_id: str, field: str) -> StoredField | None: ...
 
     def get_fields(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredField]:

@@ -7,6 +7,7 @@ answer leaves; a masked or token read is audited in a batch.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.constant_time import bytes_eq
@@ -168,6 +169,7 @@ class FieldReads(FieldAccess):
                     if isinstance(wanted, View)
                 ]
             )
+            self._open_cold_keys(caller, items, checked, rows)
             for item, wanted in zip(items, checked, strict=True):
                 if not isinstance(wanted, View):
                     results.append(wanted)
@@ -182,6 +184,45 @@ class FieldReads(FieldAccess):
                 except VaultError as error:
                     results.append(error)
         return results
+
+    def _open_cold_keys(
+        self,
+        caller: str,
+        items: Sequence[GetRequest],
+        checked: Sequence[View | VaultError],
+        rows: dict[tuple[str, str], StoredField],
+    ) -> None:
+        """Open, from one statement, the data keys the cache lacks for the items granted.
+
+        Only for rows the caller's policy lets it read in the view it asked
+        for; a key that fails its checks is left closed, and its item answers
+        why when it is read on its own.
+        """
+        if not self._hot.holds_keys:
+            return
+        policy = self._policy()
+        cold: dict[str, StoredField] = {}  # first row naming each data key
+        for item, wanted in zip(items, checked, strict=True):
+            stored = rows.get((item.subject_id, item.field))
+            if stored is None or not isinstance(wanted, View):
+                continue
+            cipher = self._keys.cached_cipher(stored.dek_id)
+            if cipher is not None and cipher.owner == (stored.subject_id, stored.field):
+                continue
+            if policy.allows(
+                caller,
+                Action.GET,
+                field_type=stored.field_type,
+                field=stored.field,
+                view=wanted,
+                purpose=item.purpose,
+            ):
+                cold.setdefault(stored.dek_id, stored)
+        if len(cold) < 2:
+            return  # the item's own read costs the same
+        for dek_id, (material, subject_key) in self._hot.data_keys(list(cold)).items():
+            with contextlib.suppress(VaultError):
+                self._open_data_key(cold[dek_id], material, subject_key)
 
     def list_fields(self, caller: str, subject_id: str) -> list[FieldView]:
         check_subject_id(subject_id, self.limits)

@@ -44,7 +44,7 @@ from vault.storage.fields import (
     field_key,
 )
 from vault.storage.index import FIND_SUBJECTS
-from vault.storage.keys import DATA_KEY_WITH_SUBJECT_KEY, key_pair
+from vault.storage.keys import DATA_KEY_WITH_SUBJECT_KEY, data_keys_in, key_pair
 
 
 class HotReads:
@@ -68,6 +68,7 @@ class HotReads:
         self._find = self._compile(FIND_SUBJECTS)
         # BatchGetFields: one statement per batch size, compiled on first use.
         self._get_fields: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+        self._many_keys: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
         # list.pop() and list.append() are atomic: the free list needs no lock.
         self._idle: list[Any] = []
 
@@ -127,6 +128,22 @@ class HotReads:
             raise RuntimeError("the key tables are in another database")
         rows = self._run(self._key_pair, {"dek_id": dek_id})
         return key_pair(rows[0]) if rows else None
+
+    def data_keys(
+        self, dek_ids: Sequence[str]
+    ) -> dict[str, tuple[DataKeyMaterial, SubjectKeyMaterial | None]]:
+        """Many data keys with their subject keys in one statement (a batch's cold keys)."""
+        if not self.holds_keys:
+            raise RuntimeError("the key tables are in another database")
+        wanted = list(dict.fromkeys(dek_ids))
+        if not wanted:
+            return {}
+        statement = self._many_keys.get(len(wanted))
+        if statement is None:
+            statement = self._compile(data_keys_in(len(wanted)))
+            self._many_keys[len(wanted)] = statement
+        rows = self._run(statement, {f"d{i}": dek_id for i, dek_id in enumerate(wanted)})
+        return {pair[0].dek_id: pair for pair in map(key_pair, rows)}
 
     def get_fields(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredField]:
         """The live rows of ``keys`` (subject id, field) in one statement; missing ones absent."""

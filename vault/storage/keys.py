@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select
+from sqlalchemy import Connection, Select, Table, bindparam, delete, insert, select
 
 from vault.errors import DataLoss
 from vault.keys.hierarchy import DataKeyMaterial, SubjectKeyMaterial
@@ -37,24 +37,30 @@ _SUBJECT_KEY_OF = select(_subject_keys).where(
     _subject_keys.c.subject_id == bindparam("b_subject_id")
 )
 # The cold read path in one statement: a data key with its subject key (None if gone).
-DATA_KEY_WITH_SUBJECT_KEY = (
-    select(
-        _data_keys.c.dek_id,
-        _data_keys.c.subject_id,
-        _data_keys.c.field,
-        _data_keys.c.subject_key_id,
-        _data_keys.c.wrapped,
-        _subject_keys.c.key_id,
-        _subject_keys.c.subject_id,
-        _subject_keys.c.kek_id,
-        _subject_keys.c.kek_version,
-        _subject_keys.c.wrapped,
-    )
-    .select_from(
-        _data_keys.outerjoin(_subject_keys, _subject_keys.c.key_id == _data_keys.c.subject_key_id)
-    )
-    .where(_data_keys.c.dek_id == bindparam("dek_id"))
+DATA_KEYS_WITH_SUBJECT_KEYS = select(
+    _data_keys.c.dek_id,
+    _data_keys.c.subject_id,
+    _data_keys.c.field,
+    _data_keys.c.subject_key_id,
+    _data_keys.c.wrapped,
+    _subject_keys.c.key_id,
+    _subject_keys.c.subject_id,
+    _subject_keys.c.kek_id,
+    _subject_keys.c.kek_version,
+    _subject_keys.c.wrapped,
+).select_from(
+    _data_keys.outerjoin(_subject_keys, _subject_keys.c.key_id == _data_keys.c.subject_key_id)
 )
+DATA_KEY_WITH_SUBJECT_KEY = DATA_KEYS_WITH_SUBJECT_KEYS.where(
+    _data_keys.c.dek_id == bindparam("dek_id")
+)
+
+
+def data_keys_in(count: int) -> Select[Any]:
+    """``DATA_KEYS_WITH_SUBJECT_KEYS`` of ``count`` data keys, bound as ``d0``, ``d1``, ..."""
+    return DATA_KEYS_WITH_SUBJECT_KEYS.where(
+        _data_keys.c.dek_id.in_([bindparam(f"d{i}") for i in range(count)])
+    )
 
 
 def key_pair(row: Any) -> tuple[DataKeyMaterial, SubjectKeyMaterial | None]:
