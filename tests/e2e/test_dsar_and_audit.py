@@ -352,9 +352,12 @@ def test_the_command_line_writes_a_signed_export_that_verifies_until_edited(
     store_everything(vault_server, subject_id)
     get(vault_server.client("registration"), subject_id, "phone")
     out = tmp_path / "dsar.json"
+    out.write_text("an older file, world-readable")
+    out.chmod(0o644)
 
     done = cli(vault_server, run_vault, "privacy-desk", "export", subject_id, "--out", str(out))
     assert done.returncode == 0, done.stderr
+    assert out.stat().st_mode & 0o777 == 0o600  # plaintext personal data: owner only
     assert f"exported {len(ALL_FIELDS)} fields to {out}" in done.stdout
     assert PHONE_E164 not in done.stdout  # the values went to the file, not the terminal
     document = json.loads(out.read_text())

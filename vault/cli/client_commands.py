@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,17 @@ def run_client(args: argparse.Namespace) -> int:
             return 2
 
 
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` readable by its owner only: an export holds plaintext personal data.
+
+    A file that exists is narrowed to 0600 before anything is written to it.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
+
+
 def _print(message: object) -> None:
     from google.protobuf import json_format
 
@@ -124,7 +136,7 @@ def shred(client: VaultClient, args: argparse.Namespace) -> int:
     ).receipt
     text = _signed_file_text("receipt", receipt.payload, receipt.signature)
     if args.receipt_out:
-        Path(args.receipt_out).write_text(text + "\n")
+        _write_private(args.receipt_out, text + "\n")
     print(text)
     return 0
 
@@ -145,7 +157,7 @@ def export(client: VaultClient, args: argparse.Namespace) -> int:
     )
     text = _signed_file_text("export", exported.payload, exported.signature)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        _write_private(args.out, text + "\n")
         print(f"exported {len(exported.fields)} fields to {args.out}")
     else:
         print(text)
