@@ -188,6 +188,13 @@ class FieldAccess:
             stored, material, tx.key_rows.subject_key_by_id(material.subject_key_id)
         )
 
+    def _row_cipher(self, stored: StoredField) -> FieldCipher:
+        """The data key of a row read on the hot path: cached, else opened cold."""
+        cipher = self._keys.cached_cipher(stored.dek_id)
+        if cipher is not None and cipher.owner == (stored.subject_id, stored.field):
+            return cipher
+        return self._cold_cipher(stored)
+
     def _cold_cipher(self, stored: StoredField) -> FieldCipher:
         """The data key of a row read on the hot path, which its key cache did not hold.
 

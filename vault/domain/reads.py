@@ -133,11 +133,8 @@ class FieldReads(FieldAccess):
                 view=wanted,
                 purpose=purpose,
             )
-            cipher = self._keys.cached_cipher(stored.dek_id)
-            if cipher is not None and cipher.owner == (subject_id, field):
-                return stored, cipher
             try:
-                return stored, self._cold_cipher(stored)
+                return stored, self._row_cipher(stored)
             except DataKeyGoneError:
                 # Replaced or deleted between the two reads: read the row again.
                 continue
@@ -273,12 +270,10 @@ class FieldReads(FieldAccess):
             purpose=purpose,
             always_hide=True,
         )
-        cipher = self._keys.cached_cipher(stored.dek_id)
-        if cipher is None or cipher.owner != (stored.subject_id, stored.field):
-            try:
-                cipher = self._cold_cipher(stored)
-            except DataKeyGoneError:
-                raise NotFound(NO_FIELD_HOLDS_TOKEN) from None
+        try:
+            cipher = self._row_cipher(stored)
+        except DataKeyGoneError:
+            raise NotFound(NO_FIELD_HOLDS_TOKEN) from None
         self.guards.check_canary(caller, AuditAction.DETOKENIZE, stored.subject_id, stored.field)
         self.guards.check_consent(caller, AuditAction.DETOKENIZE, stored.subject_id, purpose)
         view = self._view(stored, cipher, with_token=True)
