@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from vault.audit import chain
 from vault.audit.chain_key import StaticChainKey
 from vault.audit.log import REKEY_ACTION, AuditLog
 from vault.crypto.hash_chain import GENESIS, chain_hash, unkeyed_hash
@@ -120,6 +121,31 @@ def test_an_inserted_event_is_found(store: Store, audit: AuditLog) -> None:
     )
     check = audit.verify()
     assert (check.ok, check.first_bad_position) == (False, 3)
+
+
+def test_a_verify_walks_on_over_events_appended_while_it_ran(store: Store, audit: AuditLog) -> None:
+    """A live vault appends while `audit verify` reads page by page: the head it reads
+    at the end may be past the last event it walked. That is not a removal."""
+    fill(audit, 10)
+    key = audit.open_chain()
+    with store.read() as tx:
+        rows, heads = tx.audit, []
+
+        class AppendsDuringTheWalk:
+            def __getattr__(self, name: str) -> object:
+                return getattr(rows, name)
+
+            def head(self, *, lock: bool = False) -> object:
+                heads.append(lock)
+                if len(heads) == 2:  # the walk has reached the end: three events commit now
+                    fill(audit, 3)
+                return rows.head(lock=lock)
+
+        check = chain.verify(AppendsDuringTheWalk(), key)  # type: ignore[arg-type]
+    assert (check.ok, check.events_checked) == (True, 13), check
+    # A head left past the events (rows removed, head not rewound) is still a finding.
+    sql(store, "DELETE FROM audit_events WHERE sequence > 11")
+    assert audit.verify().problem == "events after this position were removed"
 
 
 def test_masked_reads_are_batched_and_chained(store: Store) -> None:

@@ -160,6 +160,10 @@ def rechain_unkeyed(rows: AuditChainRows, key: bytes, batch: int = 5000) -> Rech
     return Rechained(count, unkeyed_check)
 
 
+_CATCH_UP_ROUNDS = 100
+"""How many times a verify walks on after events appended while it ran."""
+
+
 def verify(
     rows: AuditChainRows,
     key: bytes,
@@ -185,35 +189,50 @@ def _walk(
         if empty != GENESIS:
             return ChainCheck(False, 0, 1, "an anchor of the empty chain has a hash")
         matched += 1
-    while True:
-        events = rows.chain_from(expected, batch)
-        for event in events:
-            if event.sequence != expected:
-                return ChainCheck(
-                    False, checked, expected, "an event is missing (sequence gap)", matched
-                )
-            if event.prev_hash != prev:
-                return ChainCheck(
-                    False, checked, expected, "the event does not follow its predecessor", matched
-                )
-            digest = digest_of(prev, event_document(event.sequence, event.record))
-            if not hmac.compare_digest(digest, event.hash):
-                return ChainCheck(False, checked, expected, "the event was altered", matched)
-            anchored = anchors.get(expected)
-            if anchored is not None:
-                if not hmac.compare_digest(anchored, digest):
+    # Appends may commit while the walk runs (each page is its own read): when the
+    # head has moved past the last event walked, walk on to it. Only a head that
+    # stays behind or ahead of the events once no more arrive is a finding.
+    head, walked = None, -1
+    for _round in range(_CATCH_UP_ROUNDS):
+        if checked == walked:
+            break  # no event arrived since the last round: the head is simply wrong
+        walked = checked
+        while True:
+            events = rows.chain_from(expected, batch)
+            for event in events:
+                if event.sequence != expected:
+                    return ChainCheck(
+                        False, checked, expected, "an event is missing (sequence gap)", matched
+                    )
+                if event.prev_hash != prev:
                     return ChainCheck(
                         False,
                         checked,
                         expected,
-                        "the event is not the one an anchor recorded at this position",
+                        "the event does not follow its predecessor",
                         matched,
                     )
-                matched += 1
-            prev, expected, checked = digest, expected + 1, checked + 1
-        if len(events) < batch:
+                digest = digest_of(prev, event_document(event.sequence, event.record))
+                if not hmac.compare_digest(digest, event.hash):
+                    return ChainCheck(False, checked, expected, "the event was altered", matched)
+                anchored = anchors.get(expected)
+                if anchored is not None:
+                    if not hmac.compare_digest(anchored, digest):
+                        return ChainCheck(
+                            False,
+                            checked,
+                            expected,
+                            "the event is not the one an anchor recorded at this position",
+                            matched,
+                        )
+                    matched += 1
+                prev, expected, checked = digest, expected + 1, checked + 1
+            if len(events) < batch:
+                break
+        head = rows.head()
+        if head is None or head.last_sequence <= checked:
             break
-    return _check_head(rows.head(), checked, prev, anchors, matched)
+    return _check_head(head, checked, prev, anchors, matched)
 
 
 def _check_head(
